@@ -1,0 +1,343 @@
+//! [`Client`]: one connection pool to the API server, with its credentials.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::Patch;
+use crate::config::Config;
+use crate::error::{Error, Result, status_from_body};
+
+pub use reqwest::Method;
+
+/// The longest line a JSON-lines stream (a watch) may send; a longer one is an error
+/// rather than unbounded buffering.
+const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// A client of the API server. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// The server URL without a trailing slash; request paths are appended to it.
+    base: String,
+    token: Option<String>,
+    timeout: Duration,
+    default_namespace: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.inner.base)
+            .field("token", &self.inner.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A request body and its media type.
+pub(crate) struct Body {
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+impl Body {
+    pub(crate) fn json(value: &impl serde::Serialize, what: &str) -> Result<Body> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| Error::decode(format!("encoding {what}"), e))?;
+        Ok(Body {
+            content_type: "application/json",
+            bytes,
+        })
+    }
+
+    pub(crate) fn patch(patch: &Patch) -> Result<Body> {
+        let bytes =
+            serde_json::to_vec(patch.value()).map_err(|e| Error::decode("encoding a patch", e))?;
+        Ok(Body {
+            content_type: patch.content_type(),
+            bytes,
+        })
+    }
+}
+
+impl Client {
+    /// A client for `config`. Fails on a CA certificate that is not PEM.
+    pub fn new(config: Config) -> Result<Client> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(config.timeout)
+            .danger_accept_invalid_certs(config.accept_invalid_certs);
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::config("the CA certificate is not valid PEM", e))?;
+            if certs.is_empty() {
+                return Err(Error::Config {
+                    message: "the CA PEM holds no certificate".into(),
+                    source: None,
+                });
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::config("building the HTTP client", e))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base: config.server.as_str().trim_end_matches('/').to_string(),
+                token: config.token,
+                timeout: config.timeout,
+                default_namespace: config.default_namespace,
+            }),
+        })
+    }
+
+    /// The namespace [`Api::default_namespaced`](crate::Api::default_namespaced) uses.
+    pub fn default_namespace(&self) -> &str {
+        &self.inner.default_namespace
+    }
+
+    /// The server's base URL, without a trailing slash.
+    pub fn server(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Sends a request and checks its status: any non-2xx answer becomes
+    /// [`Error::Api`]. `timeout` `None` means no limit on the whole exchange
+    /// (streams), connecting stays limited by the configured timeout.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Body>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
+        self.send_accepting(method, path_and_query, body, timeout, "application/json")
+            .await
+    }
+
+    /// [`send`](Self::send) with the given `Accept` header.
+    async fn send_accepting(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Body>,
+        timeout: Option<Duration>,
+        accept: &str,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.inner.base, path_and_query);
+        let mut request = self.inner.http.request(method, url).header(ACCEPT, accept);
+        if let Some(token) = &self.inner.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, body.content_type)
+                .body(body.bytes);
+        }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(Error::Api(Box::new(status_from_body(
+            status.as_u16(),
+            &body,
+        ))))
+    }
+
+    /// Sends a request and decodes the JSON answer as `T`.
+    pub(crate) async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Body>,
+        what: &str,
+    ) -> Result<T> {
+        let response = self
+            .send(method, path_and_query, body, Some(self.inner.timeout))
+            .await?;
+        let bytes = response.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::decode(what, e))
+    }
+
+    /// Sends a JSON request to any path (`/api/v1/namespaces/default/pods?limit=5`)
+    /// and returns the JSON answer: the CLI's way to reach kinds it has no type for.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let body = body
+            .map(|b| Body::json(&b, "the request body"))
+            .transpose()?;
+        self.request(method, path_and_query, body, "the answer")
+            .await
+    }
+
+    /// Sends a PATCH of the given kind to any path and returns the JSON answer.
+    pub async fn request_patch(&self, path_and_query: &str, patch: &Patch) -> Result<Value> {
+        self.request(
+            Method::PATCH,
+            path_and_query,
+            Some(Body::patch(patch)?),
+            "the answer",
+        )
+        .await
+    }
+
+    /// Sends a request without a body and returns the answer as text (`pods/log`).
+    pub async fn request_text(&self, method: Method, path_and_query: &str) -> Result<String> {
+        let timeout = Some(self.inner.timeout);
+        let response = self
+            .send_accepting(method, path_and_query, None, timeout, "*/*")
+            .await?;
+        Ok(response.text().await?)
+    }
+
+    /// Sends a request without a body and streams the answer's bytes as they come
+    /// (`pods/log?follow=true`). No limit on the whole exchange: the stream ends when
+    /// the server ends it or the stream is dropped.
+    pub async fn request_stream(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let response = self
+            .send_accepting(method, path_and_query, None, None, "*/*")
+            .await?;
+        Ok(response.bytes_stream().map_err(Error::from).boxed())
+    }
+
+    /// Streams a JSON-lines answer (a watch of any kind) as one JSON value per line.
+    pub async fn request_json_lines(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<BoxStream<'static, Result<Value>>> {
+        let lines = self.line_stream(path_and_query, method, None).await?;
+        Ok(lines
+            .map(|line| {
+                line.and_then(|line| {
+                    serde_json::from_slice(&line).map_err(|e| Error::decode("a JSON line", e))
+                })
+            })
+            .boxed())
+    }
+
+    /// Opens a streaming request whose answer is read line by line; `timeout` limits
+    /// the whole exchange.
+    pub(crate) async fn line_stream(
+        &self,
+        path_and_query: &str,
+        method: Method,
+        timeout: Option<Duration>,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let response = self.send(method, path_and_query, None, timeout).await?;
+        Ok(lines(response.bytes_stream().map_err(Error::from).boxed()).boxed())
+    }
+}
+
+/// Splits a byte stream into its non-empty lines (without the newline). A last line
+/// without a newline is yielded too. The stream ends after its first error.
+pub(crate) fn lines(
+    chunks: BoxStream<'static, Result<Bytes>>,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+    struct Lines {
+        chunks: BoxStream<'static, Result<Bytes>>,
+        buffer: BytesMut,
+        done: bool,
+    }
+    let state = Lines {
+        chunks,
+        buffer: BytesMut::new(),
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(at) = s.buffer.iter().position(|b| *b == b'\n') {
+                let line = s.buffer.split_to(at + 1).freeze().slice(..at);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some((Ok(line), s));
+            }
+            if s.done {
+                let rest = s.buffer.split().freeze();
+                if rest.iter().all(u8::is_ascii_whitespace) {
+                    return None;
+                }
+                return Some((Ok(rest), s));
+            }
+            match s.chunks.next().await {
+                Some(Ok(chunk)) => {
+                    s.buffer.extend_from_slice(&chunk);
+                    if s.buffer.len() > MAX_LINE && !s.buffer.contains(&b'\n') {
+                        s.done = true;
+                        s.buffer.clear();
+                        return Some((Err(line_too_long()), s));
+                    }
+                }
+                Some(Err(error)) => {
+                    // What came before the error is complete lines or a torn one:
+                    // drop the torn one, the caller resumes from what it has seen.
+                    s.done = true;
+                    s.buffer.clear();
+                    return Some((Err(error), s));
+                }
+                None => s.done = true,
+            }
+        }
+    })
+}
+
+fn line_too_long() -> Error {
+    use serde::de::Error as _;
+    Error::decode(
+        "a stream line",
+        serde_json::Error::custom(format!("line longer than {MAX_LINE} bytes")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn split(chunks: &[&'static str]) -> Vec<String> {
+        let chunks: Vec<Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        lines(futures::stream::iter(chunks).boxed())
+            .map(|l| String::from_utf8(l.expect("no error").to_vec()).expect("utf8"))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_across_and_within_chunks() {
+        assert_eq!(
+            split(&["{\"a\":1}\n{\"b\"", ":2}\n\n{\"c\":3}\n"]).await,
+            ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+        );
+        assert_eq!(split(&["x\ny"]).await, ["x", "y"]);
+        assert!(split(&["", "\n", " \n"]).await.is_empty());
+    }
+}
