@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::meta::ObjectMeta;
-use crate::validation::FieldError;
+use crate::validation::{FieldError, NameRule};
 
 /// The static description of an API kind and access to its metadata, in the shape of
 /// kube-core's `Resource`: enough for a client to build the kind's URLs and for the
@@ -43,6 +43,11 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
 pub trait Object: Resource {
     /// Whether the kind has a `status` that only the `status` subresource may change.
     const HAS_STATUS_SUBRESOURCE: bool;
+
+    /// Which names objects of the kind may have; the server checks `metadata.name`
+    /// against it with [`crate::validation::validate_object_meta`]. Most kinds take a
+    /// DNS-1123 subdomain; Namespaces a DNS-1123 label; Services a DNS-1035 label.
+    const NAME_RULE: NameRule = NameRule::Dns1123Subdomain;
 
     /// Fills in the fields Kubernetes defaults (restartPolicy `Always`, protocol `TCP`,
     /// RollingUpdate 25%/25%, ...). Must be idempotent.
