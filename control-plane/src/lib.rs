@@ -1,1 +1,6 @@
-//! placeholder
+//! skiff's control plane: the store and the API server; the scheduler and the
+//! controllers come as API clients beside them. See DESIGN.md for the way one request
+//! travels.
+
+pub mod apiserver;
+pub mod store;

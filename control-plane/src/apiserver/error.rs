@@ -1,0 +1,278 @@
+//! The API's one error type: every failure becomes a Kubernetes `Status` object with the
+//! right HTTP code and reason, and never carries internal detail to the caller.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use skiff_api::{FieldError, Status, StatusCause, StatusDetails};
+
+use super::registry::ResourceType;
+use crate::store::StoreError;
+
+/// A failed API call, as the caller will see it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: StatusCode,
+    /// Kubernetes' machine-readable reason: `NotFound`, `Conflict`, `Invalid`, ...
+    pub reason: &'static str,
+    pub message: String,
+    /// Boxed: errors travel through many `Result`s and should stay small.
+    pub details: Option<Box<StatusDetails>>,
+}
+
+impl ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
+        self.details = Some(Box::new(StatusDetails {
+            name: Some(name.to_string()).filter(|n| !n.is_empty()),
+            group: Some(rt.group.to_string()).filter(|g| !g.is_empty()),
+            kind: Some(rt.plural.to_string()),
+            ..StatusDetails::default()
+        }));
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// A request body that cannot be decoded as the kind; names the field when it can.
+    pub fn undecodable(
+        rt: &ResourceType,
+        field: Option<String>,
+        problem: impl std::fmt::Display,
+    ) -> Self {
+        let version = rt.api_version();
+        let message = match &field {
+            Some(field) => format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: {field}: {problem}",
+                kind = rt.kind
+            ),
+            None => format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: {problem}",
+                kind = rt.kind
+            ),
+        };
+        let mut error = Self::bad_request(message.clone());
+        if let Some(field) = field {
+            error.details = Some(Box::new(StatusDetails {
+                causes: vec![StatusCause {
+                    reason: Some("FieldValueInvalid".into()),
+                    message: Some(problem.to_string()),
+                    field: Some(field),
+                }],
+                ..StatusDetails::default()
+            }));
+        }
+        error
+    }
+
+    pub fn not_found(rt: &ResourceType, name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} {name:?} not found", rt.qualified_plural()),
+        )
+        .with_details(rt, name)
+    }
+
+    pub fn namespace_not_found(namespace: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespaces {namespace:?} not found"),
+        );
+        error.details = Some(Box::new(StatusDetails {
+            name: Some(namespace.to_string()),
+            kind: Some("namespaces".into()),
+            ..StatusDetails::default()
+        }));
+        error
+    }
+
+    pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", rt.qualified_plural()),
+        )
+        .with_details(rt, name)
+    }
+
+    /// A stale resourceVersion or a failed precondition.
+    pub fn conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                rt.qualified_plural()
+            ),
+        )
+        .with_details(rt, name)
+    }
+
+    pub fn modified(rt: &ResourceType, name: &str) -> Self {
+        Self::conflict(
+            rt,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// Validation failed: 422 with one cause per field, worded as Kubernetes does.
+    pub fn invalid(rt: &ResourceType, name: &str, errors: &[FieldError]) -> Self {
+        let summary = match errors {
+            [one] => one.to_string(),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        ApiError {
+            code: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            message: format!("{} {name:?} is invalid: {summary}", rt.kind),
+            details: Some(Box::new(StatusDetails {
+                name: Some(name.to_string()),
+                group: Some(rt.group.to_string()).filter(|g| !g.is_empty()),
+                kind: Some(rt.kind.to_string()),
+                causes: errors
+                    .iter()
+                    .map(|e| StatusCause {
+                        reason: Some(e.kind.reason().to_string()),
+                        message: Some(
+                            e.to_string()
+                                .split_once(": ")
+                                .map(|(_, rest)| rest.to_string())
+                                .unwrap_or_default(),
+                        ),
+                        field: Some(e.field.clone()),
+                    })
+                    .collect(),
+                ..StatusDetails::default()
+            })),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+            ),
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// The resourceVersion a watch or continue token asked for is no longer kept.
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "Expired", message)
+    }
+
+    pub fn path_not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    /// Something failed inside the server: logged in full, reported without internals.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("an internal error occurred while {context}"),
+        )
+    }
+
+    /// The store said no; `name` and `rt` give the message its object.
+    pub fn from_store(rt: &ResourceType, name: &str, error: StoreError) -> Self {
+        match error {
+            StoreError::AlreadyExists { .. } => Self::already_exists(rt, name),
+            StoreError::NotFound { .. } => Self::not_found(rt, name),
+            StoreError::Conflict { .. } => Self::modified(rt, name),
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => Self::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            other => Self::internal("talking to the store", other),
+        }
+    }
+
+    /// The `Status` object this error answers with.
+    pub fn status(&self) -> Status {
+        Status {
+            api_version: "v1".into(),
+            kind: "Status".into(),
+            status: Some("Failure".into()),
+            message: Some(self.message.clone()),
+            reason: Some(self.reason.to_string()),
+            details: self.details.as_deref().cloned(),
+            code: Some(self.code.as_u16()),
+            ..Status::default()
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.code.as_u16(),
+            self.reason,
+            self.message
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.code, Json(self.status())).into_response();
+        if self.code == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// What API handlers return.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,798 @@
+//! The verbs on objects: create, get, list, update, patch, delete, and the `status`,
+//! `binding`, `scale` and `finalize` subresources.
+//!
+//! Every write is a read-modify-write of one key with compare-and-swap on its
+//! revision. A caller that named a `resourceVersion` gets 409 when it is stale; a
+//! caller that did not (a patch, a binding, an unconditional update) is retried on a
+//! fresh read, so concurrent writers never lose each other's changes.
+
+use serde_json::{Map, Value, json};
+use skiff_api::selector::{FieldSelector, Selector};
+
+use super::ApiServer;
+use super::error::{ApiError, ApiResult};
+use super::object::{
+    self, check_type, decode, encode, meta_mut, meta_str, name_of, parse_revision,
+};
+use super::registry::ResourceType;
+use super::request::{BodyFormat, Params};
+use crate::store::{KeyValue, ListOptions, StoreError};
+
+/// How many times a write without a precondition is retried on a conflict.
+const CONFLICT_RETRIES: usize = 16;
+/// Namespaces that exist from the start and may not be deleted.
+pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+/// The namespaces created at first start.
+pub const INITIAL_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Which part of an object an update may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The object: everything but `status` (for kinds with a status subresource).
+    Main,
+    /// `status` only.
+    Status,
+    /// A namespace's `spec.finalizers` only.
+    Finalize,
+    /// Spec and status together: the server's own changes (binding).
+    Whole,
+}
+
+/// What a selector-filtered list or watch keeps.
+pub struct Filter {
+    labels: Option<Selector>,
+    fields: Option<FieldSelector>,
+}
+
+impl Filter {
+    pub fn from_params(rt: &ResourceType, params: &Params) -> ApiResult<Filter> {
+        let labels =
+            match params
+                .label_selector
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+            {
+                Some(s) => Some(s.parse::<Selector>().map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
+        let fields = match params
+            .field_selector
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(s) => {
+                let selector = s
+                    .parse::<FieldSelector>()
+                    .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+                for field in selector.fields() {
+                    if rt.field_value(&Value::Null, field).is_none() {
+                        return Err(ApiError::bad_request(format!(
+                            "field label not supported: {field} (supported for {}: metadata.name, metadata.namespace{})",
+                            rt.plural,
+                            rt.field_selectors
+                                .iter()
+                                .map(|(f, _, _)| format!(", {f}"))
+                                .collect::<String>()
+                        )));
+                    }
+                }
+                Some(selector)
+            }
+            None => None,
+        };
+        Ok(Filter { labels, fields })
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none()
+    }
+
+    pub fn matches(&self, rt: &ResourceType, object: &Value) -> bool {
+        if let Some(labels) = &self.labels {
+            let map = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !labels.matches(&map) {
+                return false;
+            }
+        }
+        if let Some(fields) = &self.fields {
+            return fields.matches(|field| rt.field_value(object, field));
+        }
+        true
+    }
+}
+
+/// Why one attempt at an update did not write.
+enum Attempt {
+    /// The key changed under us; retry unless the caller named a revision.
+    Raced,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Attempt {
+    fn from(error: ApiError) -> Self {
+        Attempt::Failed(error)
+    }
+}
+
+/// What a mutation wants written, and the revision the caller required, if any.
+pub struct Desired {
+    pub object: Value,
+    pub precondition: Option<u64>,
+}
+
+impl ApiServer {
+    pub(crate) async fn get_object(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<(KeyValue, Value)> {
+        let key = rt.key(namespace, Some(name));
+        let kv = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(rt, name, e))?;
+        let kv = kv.ok_or_else(|| ApiError::not_found(rt, name))?;
+        let object = decode(&kv)?;
+        Ok((kv, object))
+    }
+
+    pub(crate) async fn list_objects(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        params: &Params,
+    ) -> ApiResult<Value> {
+        let filter = Filter::from_params(rt, params)?;
+        let limit = Params::number("limit", &params.limit)?
+            .filter(|n| *n > 0)
+            .map(|n| n as usize);
+        let prefix = rt.key(namespace, None);
+        let mut start_after = match params.continue_.as_deref().filter(|c| !c.is_empty()) {
+            Some(token) => Some(decode_continue(token, &prefix)?),
+            None => None,
+        };
+        let mut items = Vec::new();
+        let mut revision = 0;
+        let mut next_token = None;
+        loop {
+            let page_size = limit.map(|l| (l - items.len()).max(64));
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        start_after: start_after.clone(),
+                        limit: page_size,
+                    },
+                )
+                .await
+                .map_err(|e| ApiError::from_store(rt, "", e))?;
+            revision = revision.max(page.revision);
+            let mut last_key = None;
+            for kv in &page.items {
+                last_key = Some(kv.key.clone());
+                let object = decode(kv)?;
+                if filter.matches(rt, &object) {
+                    items.push(object);
+                    if limit.is_some_and(|l| items.len() == l) {
+                        break;
+                    }
+                }
+            }
+            let full = limit.is_some_and(|l| items.len() == l);
+            let scanned_all_of_page = last_key.as_ref() == page.items.last().map(|kv| &kv.key);
+            if full {
+                if page.more || !scanned_all_of_page {
+                    next_token = last_key.map(|k| encode_continue(&k));
+                }
+                break;
+            }
+            if !page.more {
+                break;
+            }
+            start_after = last_key;
+        }
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
+        if let Some(token) = next_token {
+            metadata["continue"] = Value::String(token);
+        }
+        Ok(json!({
+            "apiVersion": rt.api_version(),
+            "kind": format!("{}List", rt.kind),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    pub(crate) async fn create_object(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        mut object: Value,
+    ) -> ApiResult<Value> {
+        check_type(rt, &mut object)?;
+        let meta = meta_mut(&mut object)?;
+        if rt.namespaced {
+            let namespace = namespace.ok_or_else(|| {
+                ApiError::bad_request(format!("{} must be created in a namespace", rt.plural))
+            })?;
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(given) if !given.is_empty() && given != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), Value::String(namespace.into()));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            meta.remove(field);
+        }
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert("creationTimestamp".into(), Value::String(object::now()));
+        if rt.has_spec {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        let generate = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .is_some_and(|g| !g.is_empty());
+        prepare_for_create(rt, &mut object);
+
+        if let Some(namespace) = namespace.filter(|_| rt.namespaced) {
+            self.check_namespace_open(namespace).await?;
+        }
+
+        for _ in 0..8 {
+            let mut candidate = object.clone();
+            if generate {
+                let prefix = meta_str(&candidate, "generateName")
+                    .unwrap_or_default()
+                    .to_string();
+                meta_mut(&mut candidate)?.insert(
+                    "name".into(),
+                    Value::String(format!("{prefix}{}", object::random_suffix())),
+                );
+            }
+            let candidate = rt.normalize(candidate, None)?;
+            let name = name_of(&candidate).to_string();
+            let key = rt.key(namespace, Some(&name));
+            match self.store.create(&key, encode(&candidate)?).await {
+                Ok(kv) => return decode(&kv),
+                Err(StoreError::AlreadyExists { .. }) if generate => continue,
+                Err(error) => return Err(ApiError::from_store(rt, &name, error)),
+            }
+        }
+        Err(ApiError::internal(
+            "generating a unique name",
+            "eight generated names were all taken",
+        ))
+    }
+
+    async fn check_namespace_open(&self, namespace: &str) -> ApiResult<()> {
+        let rt = self
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces are built in");
+        let kv = self
+            .store
+            .get(&rt.key(None, Some(namespace)))
+            .await
+            .map_err(|e| ApiError::from_store(rt, namespace, e))?;
+        let kv = kv.ok_or_else(|| ApiError::namespace_not_found(namespace))?;
+        let ns = decode(&kv)?;
+        if ns.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the object, lets `mutate` say what it should become, and writes that with
+    /// compare-and-swap; retried on a race unless the caller named a revision.
+    pub(crate) async fn update_object(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        mutate: impl Fn(&Value) -> ApiResult<Desired>,
+    ) -> ApiResult<Value> {
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = self.get_object(rt, namespace, name).await?;
+            let desired = mutate(&current)?;
+            let conditional = desired.precondition.is_some();
+            match self
+                .try_update(rt, namespace, name, part, &kv, current, desired)
+                .await
+            {
+                Ok(object) => return Ok(object),
+                Err(Attempt::Raced) if !conditional => continue,
+                Err(Attempt::Raced) => return Err(ApiError::modified(rt, name)),
+                Err(Attempt::Failed(error)) => return Err(error),
+            }
+        }
+        Err(ApiError::modified(rt, name))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_update(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        kv: &KeyValue,
+        old: Value,
+        desired: Desired,
+    ) -> Result<Value, Attempt> {
+        if desired.precondition.is_some_and(|rv| rv != kv.mod_revision) {
+            return Err(Attempt::Raced);
+        }
+        let mut new = desired.object;
+        check_type(rt, &mut new)?;
+        if name_of(&new) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                name_of(&new)
+            ))
+            .into());
+        }
+        if let Some(ns) = namespace.filter(|_| rt.namespaced)
+            && meta_str(&new, "namespace").is_some_and(|given| !given.is_empty() && given != ns)
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+            .into());
+        }
+        new = match part {
+            Part::Main => {
+                let mut new = new;
+                if rt.has_status {
+                    set_field(&mut new, "status", old.get("status").cloned());
+                }
+                new
+            }
+            Part::Status => {
+                let status = new.get("status").cloned();
+                let mut merged = old.clone();
+                set_field(&mut merged, "status", status);
+                merged
+            }
+            Part::Finalize => {
+                let finalizers = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()));
+                let mut merged = old.clone();
+                merged
+                    .as_object_mut()
+                    .expect("objects are maps")
+                    .entry("spec")
+                    .or_insert_with(|| json!({}))["finalizers"] = finalizers;
+                merged
+            }
+            Part::Whole => new,
+        };
+        // Server-owned metadata stays as the server set it.
+        let old_meta = old
+            .get("metadata")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        {
+            let meta = meta_mut(&mut new)?;
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+            ] {
+                match old_meta.get(field) {
+                    Some(value) => meta.insert(field.into(), value.clone()),
+                    None => meta.remove(field),
+                };
+            }
+            meta.insert(
+                "resourceVersion".into(),
+                Value::String(kv.mod_revision.to_string()),
+            );
+            if old_meta.contains_key("deletionTimestamp") {
+                let old_finalizers = string_list(old_meta.get("finalizers"));
+                for finalizer in string_list(meta.get("finalizers")) {
+                    if !old_finalizers.contains(&finalizer) {
+                        return Err(ApiError::invalid(
+                            rt,
+                            name,
+                            &[skiff_api::FieldError::forbidden(
+                                "metadata.finalizers",
+                                format!("no new finalizers can be added if the object is being deleted, found new finalizers [{finalizer:?}]"),
+                            )],
+                        )
+                        .into());
+                    }
+                }
+            }
+        }
+        let mut new = rt.normalize(new, Some(&old))?;
+        if rt.has_spec && new.get("spec") != old.get("spec") {
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            meta_mut(&mut new)?.insert("generation".into(), json!(generation));
+        }
+        let key = rt.key(namespace, Some(name));
+        if deletion_is_due(rt, &new) {
+            return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(gone) => Ok(object::decode_at(&encode(&new)?, gone.mod_revision)?),
+                Err(StoreError::Conflict { .. }) => Err(Attempt::Raced),
+                Err(error) => Err(ApiError::from_store(rt, name, error).into()),
+            };
+        }
+        let bytes = encode(&new)?;
+        if bytes == kv.value {
+            // Nothing changed: no write, no new resourceVersion, no watch event.
+            return Ok(old);
+        }
+        match self.store.update(&key, bytes, kv.mod_revision).await {
+            Ok(kv) => Ok(decode(&kv)?),
+            Err(StoreError::Conflict { .. }) => Err(Attempt::Raced),
+            Err(error) => Err(ApiError::from_store(rt, name, error).into()),
+        }
+    }
+
+    /// Deletes an object as Kubernetes does: at once, or — when finalizers or a grace
+    /// period hold it — by marking it with `deletionTimestamp` for its owners to finish.
+    pub(crate) async fn delete_object(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        options: &skiff_api::meta::DeleteOptions,
+    ) -> ApiResult<Value> {
+        if rt.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespace {name:?} is protected: this namespace may not be deleted"
+            )));
+        }
+        let policy = options
+            .propagation_policy
+            .as_deref()
+            .unwrap_or("Background");
+        if !["Background", "Foreground", "Orphan"].contains(&policy) {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {policy:?}: supported values: \"Background\", \"Foreground\", \"Orphan\""
+            )));
+        }
+        let key = rt.key(namespace, Some(name));
+        for _ in 0..CONFLICT_RETRIES {
+            let (kv, current) = self.get_object(rt, namespace, name).await?;
+            if let Some(pre) = &options.preconditions {
+                if pre
+                    .uid
+                    .as_deref()
+                    .is_some_and(|uid| Some(uid) != meta_str(&current, "uid"))
+                {
+                    return Err(ApiError::conflict(
+                        rt,
+                        name,
+                        "Precondition failed: UID in precondition does not match the UID in the object",
+                    ));
+                }
+                if let Some(rv) = pre.resource_version.as_deref()
+                    && parse_revision(rv)? != kv.mod_revision
+                {
+                    return Err(ApiError::conflict(
+                        rt,
+                        name,
+                        "Precondition failed: resourceVersion in precondition does not match the object",
+                    ));
+                }
+            }
+            let mut marked = current.clone();
+            let grace = grace_period(rt, &current, options.grace_period_seconds);
+            {
+                let meta = meta_mut(&mut marked)?;
+                let mut finalizers = string_list(meta.get("finalizers"));
+                let wanted = match policy {
+                    "Foreground" => Some("foregroundDeletion"),
+                    "Orphan" => Some("orphan"),
+                    _ => None,
+                };
+                if let Some(f) = wanted
+                    && meta.get("deletionTimestamp").is_none()
+                    && !finalizers.iter().any(|x| x == f)
+                {
+                    finalizers.push(f.to_string());
+                    meta.insert("finalizers".into(), json!(finalizers));
+                }
+                let namespace_finalizers = rt.kind == "Namespace"
+                    && current
+                        .pointer("/spec/finalizers")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| !a.is_empty());
+                let held = !finalizers.is_empty() || namespace_finalizers;
+                if !held && grace == 0 {
+                    return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                        Ok(gone) => object::decode_at(&gone.value, gone.mod_revision),
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(error) => Err(ApiError::from_store(rt, name, error)),
+                    };
+                }
+                let remaining = meta
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_u64);
+                match (meta.get("deletionTimestamp").is_some(), remaining) {
+                    // Already being deleted: only a shorter grace period changes anything.
+                    (true, Some(r)) if grace < r => {}
+                    (true, _) => return Ok(current),
+                    (false, _) => {}
+                }
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(object::now_plus(grace)),
+                );
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if rt.kind == "Namespace" {
+                marked["status"] = json!({ "phase": "Terminating" });
+            }
+            // The marked object goes to the store as is: deletion marks are the server's own.
+            match self
+                .store
+                .update(&key, encode(&marked)?, kv.mod_revision)
+                .await
+            {
+                Ok(kv) => return decode(&kv),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(ApiError::from_store(rt, name, error)),
+            }
+        }
+        Err(ApiError::modified(rt, name))
+    }
+
+    /// Creates the namespaces every cluster has, if they are missing.
+    pub(crate) async fn bootstrap(&self) -> ApiResult<()> {
+        let rt = self
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces are built in");
+        for name in INITIAL_NAMESPACES {
+            if self
+                .store
+                .get(&rt.key(None, Some(name)))
+                .await
+                .map_err(|e| ApiError::from_store(rt, name, e))?
+                .is_none()
+            {
+                match self
+                    .create_object(rt, None, json!({ "metadata": { "name": name } }))
+                    .await
+                {
+                    Ok(_) => tracing::info!(namespace = name, "created namespace"),
+                    Err(e) if e.reason == "AlreadyExists" => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The grace period of a delete: only pods bound to a node and still running get one
+/// (their node stops them first); everything else goes at once.
+fn grace_period(rt: &ResourceType, object: &Value, requested: Option<i64>) -> u64 {
+    if rt.kind != "Pod" {
+        return 0;
+    }
+    let bound = object
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = object
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !bound || phase == "Succeeded" || phase == "Failed" {
+        return 0;
+    }
+    let default = object
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    requested.unwrap_or(default).max(0) as u64
+}
+
+/// A marked object whose finalizers are all gone and that has no grace period left.
+fn deletion_is_due(rt: &ResourceType, object: &Value) -> bool {
+    let meta = match object.get("metadata") {
+        Some(meta) => meta,
+        None => return false,
+    };
+    if meta.get("deletionTimestamp").is_none() || !string_list(meta.get("finalizers")).is_empty() {
+        return false;
+    }
+    if rt.kind == "Namespace" {
+        return object
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+    }
+    meta.get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        == 0
+}
+
+/// Resets what a client may not set at creation: a new object's status is the server's.
+fn prepare_for_create(rt: &ResourceType, object: &mut Value) {
+    let map = object.as_object_mut().expect("checked to be an object");
+    match rt.kind {
+        "Pod" => {
+            map.insert("status".into(), json!({ "phase": "Pending" }));
+        }
+        "Deployment" | "ReplicaSet" | "Job" | "Service" => {
+            map.remove("status");
+        }
+        _ => {}
+    }
+}
+
+fn set_field(object: &mut Value, field: &str, value: Option<Value>) {
+    let map = object.as_object_mut().expect("objects are maps");
+    match value {
+        Some(value) if !value.is_null() => {
+            map.insert(field.into(), value);
+        }
+        _ => {
+            map.remove(field);
+        }
+    }
+}
+
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn encode_continue(key: &str) -> String {
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<String> {
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "continue: invalid value {token:?}: not a continue token from this list"
+        ))
+    };
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect();
+    let key = String::from_utf8(bytes.map_err(|_| invalid())?).map_err(|_| invalid())?;
+    if !key.starts_with(prefix) {
+        return Err(invalid());
+    }
+    Ok(key)
+}
+
+/// Applies a patch body to `current`, as its content type says.
+pub fn apply_patch(
+    rt: &ResourceType,
+    current: &Value,
+    body: &[u8],
+    format: BodyFormat,
+) -> ApiResult<Value> {
+    let mut patched = current.clone();
+    match format {
+        BodyFormat::MergePatch | BodyFormat::StrategicMergePatch | BodyFormat::ApplyPatch => {
+            let patch = super::request::decode_body(body, format)?;
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            json_patch::merge(&mut patched, &patch);
+        }
+        BodyFormat::JsonPatch => {
+            let patch: json_patch::Patch = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not a valid JSON patch: {e}"))
+            })?;
+            json_patch::patch(&mut patched, &patch).map_err(|e| {
+                ApiError::invalid(
+                    rt,
+                    name_of(current),
+                    &[skiff_api::FieldError::invalid(
+                        "patch",
+                        e.to_string(),
+                        "the JSON patch could not be applied",
+                    )],
+                )
+            })?;
+        }
+        BodyFormat::Json | BodyFormat::Yaml => {
+            return Err(ApiError::unsupported_media_type(
+                "a patch needs application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json",
+            ));
+        }
+    }
+    if !patched.is_object() {
+        return Err(ApiError::bad_request(
+            "the patched object is not a JSON object",
+        ));
+    }
+    Ok(patched)
+}
+
+/// The precondition a patched object carries: a resourceVersion the patch itself set.
+pub fn patch_precondition(current: &Value, patched: &Value) -> ApiResult<Option<u64>> {
+    let before = meta_str(current, "resourceVersion");
+    match meta_str(patched, "resourceVersion") {
+        Some(rv) if Some(rv) != before => Ok(Some(parse_revision(rv)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The object a PUT body asks for, and the revision it names.
+pub fn put_desired(body: &Value) -> ApiResult<Desired> {
+    let precondition = match meta_str(body, "resourceVersion").filter(|s| !s.is_empty()) {
+        Some(rv) => Some(parse_revision(rv)?),
+        None => None,
+    };
+    Ok(Desired {
+        object: body.clone(),
+        precondition,
+    })
+}
+
+/// Kubernetes' `Status` of success, as some verbs answer.
+pub fn success_status(details: Option<Map<String, Value>>) -> Value {
+    let mut status = json!({ "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Success", "code": 200 });
+    if let Some(details) = details {
+        status["details"] = Value::Object(details);
+    }
+    status
+}

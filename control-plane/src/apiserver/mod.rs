@@ -1,0 +1,525 @@
+//! The API server: Kubernetes' REST API over the [`Store`], served by axum.
+//!
+//! Paths, verbs, list and watch shapes, `Status` errors and resourceVersion
+//! concurrency follow Kubernetes, so kubectl and the client libraries work unchanged.
+//! One middleware layer authenticates every request (see [`auth`]); handlers work on
+//! JSON values and route each write through the kind's typed defaults and validation.
+
+pub mod auth;
+mod discovery;
+pub mod error;
+mod handlers;
+mod metrics;
+mod object;
+pub mod registry;
+mod request;
+mod watch;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+
+use self::auth::Authenticator;
+use self::error::{ApiError, ApiResult};
+use self::handlers::{Desired, Part, apply_patch, patch_precondition, put_desired, success_status};
+use self::registry::Registry;
+use self::request::{BodyFormat, Params, ResourcePath, Target, decode_body, read_body};
+use crate::store::Store;
+
+pub use self::handlers::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
+
+/// Settings of the API server; `Default` gives Kubernetes-like values.
+#[derive(Clone, Debug)]
+pub struct ApiServerConfig {
+    /// Request bodies larger than this are refused with 413. Default 3 MiB, as Kubernetes.
+    pub max_body_bytes: usize,
+    /// A watch without `timeoutSeconds` ends after this long. Default 30 minutes.
+    pub watch_timeout: Duration,
+    /// How often a watch that allows bookmarks gets one. Default 60 s.
+    pub bookmark_interval: Duration,
+    /// How much history the periodic compaction keeps, in revisions. Default 100,000.
+    pub history_revisions: u64,
+    /// How often compaction runs. Default 5 minutes.
+    pub compaction_interval: Duration,
+}
+
+impl Default for ApiServerConfig {
+    fn default() -> Self {
+        ApiServerConfig {
+            max_body_bytes: 3 * 1024 * 1024,
+            watch_timeout: Duration::from_secs(30 * 60),
+            bookmark_interval: Duration::from_secs(60),
+            history_revisions: 100_000,
+            compaction_interval: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// The API server's shared state.
+pub struct ApiServer {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) config: ApiServerConfig,
+    pub(crate) auth: Authenticator,
+    pub(crate) metrics: metrics::Metrics,
+    /// Set to `true` to end every open watch (graceful shutdown).
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl ApiServer {
+    /// An API server over `store`, creating the initial namespaces if they are missing.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        auth: Authenticator,
+        config: ApiServerConfig,
+    ) -> ApiResult<Arc<ApiServer>> {
+        let server = Arc::new(ApiServer {
+            store,
+            registry: Registry::builtin(),
+            config,
+            auth,
+            metrics: metrics::Metrics::default(),
+            shutdown: tokio::sync::watch::Sender::new(false),
+        });
+        server.bootstrap().await?;
+        Ok(server)
+    }
+
+    /// The axum router serving the whole API.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/livez", get(|| async { "ok" }))
+            .route("/readyz", get(readyz))
+            .route(
+                "/version",
+                get(|| async { axum::Json(discovery::version()) }),
+            )
+            .route("/metrics", get(metrics_text))
+            .route("/api", any(core_api))
+            .route("/api/{*rest}", any(core_api))
+            .route("/apis", any(named_api))
+            .route("/apis/{*rest}", any(named_api))
+            .fallback(
+                |request: Request| async move { ApiError::path_not_found(request.uri().path()) },
+            )
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                auth::authenticate,
+            ))
+            .layer(middleware::from_fn_with_state(self.clone(), observe))
+            .with_state(self.clone())
+    }
+
+    /// Ends every open watch, so a graceful shutdown does not wait for them.
+    pub fn close_watches(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Compacts the store's history now, keeping `history_revisions` revisions.
+    pub async fn compact_once(&self) -> Result<(), crate::store::StoreError> {
+        let current = self.store.current_revision().await?;
+        let keep = self.config.history_revisions;
+        if current > keep {
+            self.store.compact(current - keep).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs compaction every `compaction_interval`, until dropped.
+    pub async fn run_compaction(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.compaction_interval);
+        loop {
+            tick.tick().await;
+            if let Err(error) = self.compact_once().await {
+                tracing::warn!(%error, "store compaction failed");
+            }
+        }
+    }
+}
+
+async fn readyz(State(server): State<Arc<ApiServer>>) -> Response {
+    match server.store.current_revision().await {
+        Ok(_) => "ok".into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {error}")).into_response(),
+    }
+}
+
+async fn metrics_text(State(server): State<Arc<ApiServer>>) -> Response {
+    let revision = server.store.current_revision().await.unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        server.metrics.render(revision),
+    )
+        .into_response()
+}
+
+/// Records every request's verb, code and latency.
+async fn observe(State(server): State<Arc<ApiServer>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let is_watch = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
+    let response = next.run(request).await;
+    let verb = if is_watch { "WATCH" } else { method.as_str() };
+    server
+        .metrics
+        .observe(verb, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn core_api(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    serve(server, true, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn named_api(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    serve(server, false, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let rest = path
+        .strip_prefix(if core { "/api" } else { "/apis" })
+        .unwrap_or("");
+    let params = Params::parse(parts.uri.query())?;
+    let target = Target::parse(&server.registry, core, rest)?;
+    if !matches!(target, Target::Resource(_)) && parts.method != Method::GET {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} is not supported on discovery documents",
+            parts.method
+        )));
+    }
+    let resource = match target {
+        Target::Groups { core: true } => return Ok(json_ok(discovery::core_versions())),
+        Target::Groups { core: false } => return Ok(json_ok(discovery::groups(&server.registry))),
+        Target::Group { group } => return Ok(json_ok(discovery::group(&server.registry, &group)?)),
+        Target::Resources { group, version } => {
+            return Ok(json_ok(discovery::resources(
+                &server.registry,
+                &group,
+                &version,
+            )));
+        }
+        Target::Resource(resource) => resource,
+    };
+    let rt_index = server
+        .registry
+        .types
+        .iter()
+        .position(|t| std::ptr::eq(t, resource.rt))
+        .expect("the target's kind comes from the registry");
+    let ResourcePath {
+        rt,
+        namespace,
+        name,
+        subresource,
+    } = resource;
+    let ns = namespace.as_deref();
+    let method = parts.method.clone();
+
+    match (&method, name.as_deref(), subresource.as_deref()) {
+        (&Method::GET, None, None) if params.is_watch() => {
+            watch::watch(server.clone(), rt_index, namespace.clone(), params).await
+        }
+        (&Method::GET, None, None) => Ok(json_ok(server.list_objects(rt, ns, &params).await?)),
+        (&Method::POST, None, None) => {
+            let object = body_object(&server, &parts.headers, body).await?;
+            let created = server.create_object(rt, ns, object).await?;
+            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+        }
+        (&Method::DELETE, None, None) => {
+            let options = delete_options(&server, &parts.headers, body, &params).await?;
+            let listing = server.list_objects(rt, ns, &params).await?;
+            for item in listing["items"].as_array().into_iter().flatten() {
+                let item_ns = object::meta_str(item, "namespace");
+                match server
+                    .delete_object(rt, item_ns, object::name_of(item), &options)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.code == StatusCode::NOT_FOUND => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(json_ok(success_status(None)))
+        }
+        (&Method::GET, Some(name), None | Some("status"))
+            if subresource.is_none() || rt.has_status =>
+        {
+            Ok(json_ok(server.get_object(rt, ns, name).await?.1))
+        }
+        (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+            let part = part_of(rt, sub)?;
+            let object = body_object(&server, &parts.headers, body).await?;
+            let desired = put_desired(&object)?;
+            let updated = server
+                .update_object(rt, ns, name, part, |_| {
+                    Ok(Desired {
+                        object: desired.object.clone(),
+                        precondition: desired.precondition,
+                    })
+                })
+                .await?;
+            Ok(json_ok(updated))
+        }
+        (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            let part = part_of(rt, sub)?;
+            let format = BodyFormat::from_headers(&parts.headers)?;
+            let bytes = read_body(body, server.config.max_body_bytes).await?;
+            let updated = server
+                .update_object(rt, ns, name, part, |current| {
+                    let patched = apply_patch(rt, current, &bytes, format)?;
+                    let precondition = patch_precondition(current, &patched)?;
+                    Ok(Desired {
+                        object: patched,
+                        precondition,
+                    })
+                })
+                .await?;
+            Ok(json_ok(updated))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let options = delete_options(&server, &parts.headers, body, &params).await?;
+            Ok(json_ok(server.delete_object(rt, ns, name, &options).await?))
+        }
+        (&Method::POST, Some(name), Some("binding")) if rt.kind == "Pod" => {
+            let binding = body_object(&server, &parts.headers, body).await?;
+            bind(&server, rt, ns, name, &binding).await
+        }
+        (method, Some(name), Some("scale")) if rt.scalable => {
+            scale(&server, rt, ns, name, method, &parts.headers, body).await
+        }
+        (_, Some(_), Some(sub)) if !known_subresource(rt, sub) => {
+            Err(ApiError::path_not_found(path))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {path})"
+        ))),
+    }
+}
+
+fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
+    match sub {
+        "status" => rt.has_status,
+        "scale" => rt.scalable,
+        "binding" => rt.kind == "Pod",
+        "finalize" => rt.kind == "Namespace",
+        _ => false,
+    }
+}
+
+fn part_of(rt: &registry::ResourceType, sub: Option<&str>) -> ApiResult<Part> {
+    match sub {
+        None => Ok(Part::Main),
+        Some("status") if rt.has_status => Ok(Part::Status),
+        Some("finalize") if rt.kind == "Namespace" => Ok(Part::Finalize),
+        Some(other) => Err(ApiError::path_not_found(&format!("{}/{other}", rt.plural))),
+    }
+}
+
+fn json_ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+async fn body_object(server: &ApiServer, headers: &HeaderMap, body: Body) -> ApiResult<Value> {
+    let format = BodyFormat::from_headers(headers)?;
+    if !matches!(format, BodyFormat::Json | BodyFormat::Yaml) {
+        return Err(ApiError::unsupported_media_type(
+            "a patch content type on a non-patch request",
+        ));
+    }
+    let bytes = read_body(body, server.config.max_body_bytes).await?;
+    let value = decode_body(&bytes, format)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
+    }
+    Ok(value)
+}
+
+async fn delete_options(
+    server: &ApiServer,
+    headers: &HeaderMap,
+    body: Body,
+    params: &Params,
+) -> ApiResult<skiff_api::meta::DeleteOptions> {
+    let bytes = read_body(body, server.config.max_body_bytes).await?;
+    let mut options: skiff_api::meta::DeleteOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
+    } else {
+        let format = BodyFormat::from_headers(headers)?;
+        let value = decode_body(&bytes, format)?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            ApiError::bad_request(format!("DeleteOptions: {}: {}", e.path(), e.inner()))
+        })?
+    };
+    if let Some(grace) = Params::number("gracePeriodSeconds", &params.grace_period_seconds)? {
+        options.grace_period_seconds = Some(grace);
+    }
+    if let Some(policy) = &params.propagation_policy {
+        options.propagation_policy = Some(policy.clone());
+    }
+    if params.orphan_dependents.as_deref() == Some("true") && options.propagation_policy.is_none() {
+        options.propagation_policy = Some("Orphan".into());
+    }
+    Ok(options)
+}
+
+/// `POST pods/NAME/binding`: assigns an unscheduled pod to a node, once.
+async fn bind(
+    server: &ApiServer,
+    rt: &registry::ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+) -> ApiResult<Response> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            rt,
+            name,
+            &[skiff_api::FieldError::required("target.name", "")],
+        ));
+    }
+    let node = node.to_string();
+    server
+        .update_object(rt, ns, name, Part::Whole, |current| {
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(rt, name, "the pod is being deleted"));
+            }
+            if let Some(bound) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(rt, name, &format!("pod {name} is already assigned to node {bound:?}")));
+            }
+            let mut pod = current.clone();
+            pod["spec"]["nodeName"] = Value::String(node.clone());
+            let status = pod.as_object_mut().expect("objects are maps").entry("status").or_insert_with(|| json!({}));
+            let conditions = status.as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(conditions)) = conditions {
+                conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                conditions.push(json!({ "type": "PodScheduled", "status": "True", "lastTransitionTime": object::now() }));
+            }
+            Ok(Desired { object: pod, precondition: None })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(success_status(None))).into_response())
+}
+
+/// `deployments/NAME/scale`, `replicasets/NAME/scale`: read or set `spec.replicas`.
+async fn scale(
+    server: &ApiServer,
+    rt: &registry::ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let to_scale = |object: &Value| {
+        let selector = object
+            .pointer("/spec/selector")
+            .and_then(|s| {
+                serde_json::from_value::<skiff_api::selector::LabelSelector>(s.clone()).ok()
+            })
+            .map(|s| s.to_string());
+        json!({
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                "name": object::name_of(object),
+                "namespace": object::meta_str(object, "namespace"),
+                "uid": object::meta_str(object, "uid"),
+                "resourceVersion": object::meta_str(object, "resourceVersion"),
+                "creationTimestamp": object::meta_str(object, "creationTimestamp"),
+            },
+            "spec": { "replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(1)) },
+            "status": {
+                "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+                "selector": selector,
+            },
+        })
+    };
+    let updated = match *method {
+        Method::GET => server.get_object(rt, ns, name).await?.1,
+        Method::PUT | Method::PATCH => {
+            let format = BodyFormat::from_headers(headers)?;
+            let bytes = read_body(body, server.config.max_body_bytes).await?;
+            let is_patch = *method == Method::PATCH;
+            let given = if is_patch {
+                Value::Null
+            } else {
+                decode_body(&bytes, format)?
+            };
+            server
+                .update_object(rt, ns, name, Part::Main, |current| {
+                    let current_scale = to_scale(current);
+                    let wanted = if is_patch {
+                        apply_patch(rt, &current_scale, &bytes, format)?
+                    } else {
+                        given.clone()
+                    };
+                    let replicas = wanted
+                        .pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .ok_or_else(|| {
+                            ApiError::invalid(
+                                rt,
+                                name,
+                                &[skiff_api::FieldError::required("spec.replicas", "")],
+                            )
+                        })?;
+                    if replicas < 0 || replicas > i32::MAX as i64 {
+                        return Err(ApiError::invalid(
+                            rt,
+                            name,
+                            &[skiff_api::FieldError::invalid(
+                                "spec.replicas",
+                                replicas,
+                                "must be greater than or equal to 0",
+                            )],
+                        ));
+                    }
+                    let precondition = match object::meta_str(&wanted, "resourceVersion") {
+                        Some(rv)
+                            if Some(rv) != object::meta_str(current, "resourceVersion")
+                                || !is_patch =>
+                        {
+                            Some(object::parse_revision(rv)?)
+                        }
+                        _ => None,
+                    };
+                    let mut object = current.clone();
+                    object["spec"]["replicas"] = json!(replicas);
+                    Ok(Desired {
+                        object,
+                        precondition,
+                    })
+                })
+                .await?
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{method} is not supported on scale"
+            )));
+        }
+    };
+    Ok(json_ok(to_scale(&updated)))
+}

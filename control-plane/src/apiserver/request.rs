@@ -1,0 +1,234 @@
+//! What a request asks for: its resource path, query parameters and body.
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::registry::{Registry, ResourceType};
+
+/// A resource path taken apart, like Kubernetes' `RequestInfo`.
+pub enum Target<'r> {
+    /// `/api`, `/apis`: the group list.
+    Groups { core: bool },
+    /// `/apis/apps`: one group.
+    Group { group: String },
+    /// `/api/v1`, `/apis/apps/v1`: the resources of a group version.
+    Resources { group: String, version: String },
+    /// A collection, object or subresource of one kind.
+    Resource(ResourcePath<'r>),
+}
+
+/// A collection, object or subresource of one kind.
+pub struct ResourcePath<'r> {
+    pub rt: &'r ResourceType,
+    /// The namespace in the path; `None` for cluster-scoped kinds or all namespaces.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl<'r> Target<'r> {
+    /// Parses the path after `/api` (`core` true) or `/apis`.
+    pub fn parse(registry: &'r Registry, core: bool, rest: &str) -> ApiResult<Target<'r>> {
+        let full = format!("{}/{rest}", if core { "/api" } else { "/apis" });
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let (group, version, rest) = match (core, segments.as_slice()) {
+            (_, []) => return Ok(Target::Groups { core }),
+            (true, [version, rest @ ..]) => (String::new(), version.to_string(), rest),
+            (false, [group]) => {
+                return Ok(Target::Group {
+                    group: group.to_string(),
+                });
+            }
+            (false, [group, version, rest @ ..]) => (group.to_string(), version.to_string(), rest),
+        };
+        if registry.find_version(&group, &version).is_none() {
+            return Err(ApiError::path_not_found(&full));
+        }
+        let find = |plural: &str| registry.find(&group, &version, plural);
+        let path = match rest {
+            [] => return Ok(Target::Resources { group, version }),
+            ["namespaces", namespace, plural, tail @ ..]
+                if find(plural).is_some_and(|rt| rt.namespaced) =>
+            {
+                let rt = find(plural).expect("checked");
+                let (name, subresource) = match tail {
+                    [] => (None, None),
+                    [name] => (Some(name), None),
+                    [name, sub] => (Some(name), Some(sub)),
+                    _ => return Err(ApiError::path_not_found(&full)),
+                };
+                ResourcePath {
+                    rt,
+                    namespace: Some(namespace.to_string()),
+                    name: name.map(|s| s.to_string()),
+                    subresource: subresource.map(|s| s.to_string()),
+                }
+            }
+            [plural, tail @ ..] => {
+                let rt = find(plural).ok_or_else(|| ApiError::path_not_found(&full))?;
+                let (name, subresource) = match tail {
+                    [] => (None, None),
+                    // A namespaced kind by name needs its namespace in the path.
+                    [name] if !rt.namespaced => (Some(name), None),
+                    [name, sub] if !rt.namespaced => (Some(name), Some(sub)),
+                    _ => return Err(ApiError::path_not_found(&full)),
+                };
+                ResourcePath {
+                    rt,
+                    namespace: None,
+                    name: name.map(|s| s.to_string()),
+                    subresource: subresource.map(|s| s.to_string()),
+                }
+            }
+        };
+        for segment in [&path.namespace, &path.name].into_iter().flatten() {
+            if segment.is_empty()
+                || segment.len() > 253
+                || segment == "."
+                || segment == ".."
+                || segment.contains('%')
+            {
+                return Err(ApiError::bad_request(format!(
+                    "invalid name in path: {segment:?}"
+                )));
+            }
+        }
+        Ok(Target::Resource(path))
+    }
+}
+
+impl Registry {
+    /// Whether `group/version` is served at all.
+    pub fn find_version(&self, group: &str, version: &str) -> Option<()> {
+        self.types
+            .iter()
+            .any(|t| t.group == group && t.version == version)
+            .then_some(())
+    }
+}
+
+/// The query parameters of the Kubernetes API that skiff honours.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Params {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<String>,
+    #[serde(rename = "continue")]
+    pub continue_: Option<String>,
+    pub watch: Option<String>,
+    pub resource_version: Option<String>,
+    pub timeout_seconds: Option<String>,
+    pub allow_watch_bookmarks: Option<String>,
+    pub grace_period_seconds: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub orphan_dependents: Option<String>,
+}
+
+impl Params {
+    /// Parses a raw query string; unknown parameters are ignored, as Kubernetes does.
+    pub fn parse(raw: Option<&str>) -> ApiResult<Params> {
+        let raw = raw.unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+        let object: serde_json::Map<String, Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        serde_json::from_value(Value::Object(object))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+
+    pub fn is_watch(&self) -> bool {
+        matches!(self.watch.as_deref(), Some("1" | "true" | "True"))
+    }
+
+    pub fn bookmarks(&self) -> bool {
+        matches!(
+            self.allow_watch_bookmarks.as_deref(),
+            Some("1" | "true" | "True")
+        )
+    }
+
+    /// A non-negative integer parameter, with an error naming it.
+    pub fn number(name: &str, value: &Option<String>) -> ApiResult<Option<i64>> {
+        match value {
+            None => Ok(None),
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(ApiError::bad_request(format!(
+                    "{name}: invalid value {v:?}: must be a non-negative integer"
+                ))),
+            },
+        }
+    }
+}
+
+/// How a request body is encoded, from its Content-Type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    Yaml,
+    MergePatch,
+    JsonPatch,
+    StrategicMergePatch,
+    ApplyPatch,
+}
+
+impl BodyFormat {
+    pub fn from_headers(headers: &HeaderMap) -> ApiResult<BodyFormat> {
+        let content_type = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        Ok(match media.as_str() {
+            "" | "application/json" | "*/*" => BodyFormat::Json,
+            "application/yaml" | "application/x-yaml" | "text/yaml" => BodyFormat::Yaml,
+            "application/merge-patch+json" => BodyFormat::MergePatch,
+            "application/json-patch+json" => BodyFormat::JsonPatch,
+            "application/strategic-merge-patch+json" => BodyFormat::StrategicMergePatch,
+            "application/apply-patch+yaml" => BodyFormat::ApplyPatch,
+            _ => return Err(ApiError::unsupported_media_type(content_type)),
+        })
+    }
+}
+
+/// Reads at most `limit` bytes of body.
+pub async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(format!("reading the request body: {error}"))
+        }
+    })
+}
+
+/// Decodes a JSON or YAML body into one JSON value (objects only for object bodies).
+pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    match format {
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => {
+            let value: Value = serde_yaml::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+            })?;
+            Ok(value)
+        }
+        _ => serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+    }
+}
