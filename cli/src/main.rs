@@ -1,1 +1,121 @@
-fn main() {}
+//! `skiff`: run a cluster (`server`) and talk to it (`apply`, `get`, `describe`, `delete`).
+
+mod api;
+mod apply;
+mod bench;
+mod get;
+mod kubeconfig;
+mod manifests;
+mod resources;
+mod server;
+mod table;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Kubernetes for WebAssembly.
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about)]
+struct Cli {
+    /// The kubeconfig to use (default: $KUBECONFIG, ./skiff-data/kubeconfig, ~/.kube/config).
+    #[arg(long, global = true)]
+    kubeconfig: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane: API server over an embedded store.
+    Server(server::ServerArgs),
+    /// Create or update objects from manifests.
+    Apply {
+        /// The namespace for objects that name none.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+    },
+    /// List objects, or show some, as a table, YAML or JSON.
+    Get(get::GetArgs),
+    /// Show one object in detail, with its events.
+    Describe(get::DescribeArgs),
+    /// Delete objects by kind and name, or those of manifests.
+    Delete(get::DeleteArgs),
+    /// Measure skiff's performance.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Server(args) => server::run(args).await.map(|()| 0),
+        Command::Bench(args) => bench::run(args).await.map(|()| 0),
+        Command::Apply { namespace, args } => {
+            apply::run(
+                &api::Api::connect(cli.kubeconfig.as_deref())?,
+                namespace.as_deref(),
+                args,
+            )
+            .await
+        }
+        Command::Get(args) => get::get(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
+        Command::Describe(args) => {
+            get::describe(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Delete(args) => {
+            get::delete(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,247 @@
+//! `skiff bench api`: creates per second with 1 and 64 clients (p50/p99 latency), and
+//! watch fan-out to 100 watchers, against a real API server on loopback with a
+//! durable sled store. Prints its conditions and figures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use serde_json::json;
+use skiff_control_plane::apiserver::auth::{Authenticator, User};
+use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
+use skiff_control_plane::store::sled::SledStore;
+
+/// Options of `skiff bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchTarget {
+    /// The API server and its store.
+    Api(ApiBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApiBenchArgs {
+    /// Creates per concurrency level.
+    #[arg(long, default_value = "4000")]
+    pub creates: usize,
+    /// Concurrency levels to measure, comma-separated.
+    #[arg(long, default_value = "1,64", value_delimiter = ',')]
+    pub clients: Vec<usize>,
+    /// Watchers for the fan-out measurement.
+    #[arg(long, default_value = "100")]
+    pub watchers: usize,
+    /// Objects written while the watchers listen.
+    #[arg(long, default_value = "500")]
+    pub watch_events: usize,
+}
+
+const TOKEN: &str = "bench-token";
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.target {
+        BenchTarget::Api(args) => api(args).await,
+    }
+}
+
+async fn api(args: ApiBenchArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut auth = Authenticator::default();
+    auth.add_token(
+        TOKEN,
+        User {
+            name: "bench".into(),
+            groups: vec![],
+        },
+    );
+    let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router = server.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    println!("skiff bench api");
+    println!(
+        "conditions: API server and clients in one process on loopback HTTP/1.1, {} cores, sled store in {} (every acknowledged write flushed to disk), {} creates per level",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        dir.path().display(),
+        args.creates
+    );
+    println!();
+    println!("| clients | creates/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (level, &clients) in args.clients.iter().enumerate() {
+        if clients == 0 {
+            bail!("--clients: a concurrency level must be at least 1");
+        }
+        let namespace = format!("bench-{level}");
+        create_namespace(&http, &base, &namespace).await?;
+        let per_client = args.creates.div_ceil(clients);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let http = http.clone();
+            let url = format!("{base}/api/v1/namespaces/{namespace}/configmaps");
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let body = json!({ "metadata": { "name": format!("c{c}-{i}"), "labels": { "bench": "api" } }, "data": { "k": "v" } });
+                    let sent = Instant::now();
+                    let response = http.post(&url).bearer_auth(TOKEN).json(&body).send().await?;
+                    if response.status() != reqwest::StatusCode::CREATED {
+                        bail!("create answered {}: {}", response.status(), response.text().await.unwrap_or_default());
+                    }
+                    latencies.push(sent.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let elapsed = started.elapsed();
+        let (p50, p99, max) = percentiles(&mut latencies);
+        println!(
+            "| {clients} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+
+    // Watch fan-out: every watcher must see every event.
+    let namespace = "bench-watch";
+    create_namespace(&http, &base, namespace).await?;
+    let url = format!("{base}/api/v1/namespaces/{namespace}/configmaps");
+    let list: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let from = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list has no resourceVersion")?
+        .to_string();
+    let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut watchers = Vec::new();
+    for _ in 0..args.watchers {
+        let response = http
+            .get(format!("{url}?watch=1&resourceVersion={from}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
+        let sent_at = sent_at.clone();
+        let expected = args.watch_events;
+        watchers.push(tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut buffer = Vec::new();
+            let mut delays = Vec::with_capacity(expected);
+            while delays.len() < expected {
+                let chunk = match tokio::time::timeout(Duration::from_secs(30), body.next()).await {
+                    Ok(Some(chunk)) => chunk?,
+                    _ => bail!("watch ended after {} of {expected} events", delays.len()),
+                };
+                buffer.extend_from_slice(&chunk);
+                while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=pos).collect();
+                    let event: serde_json::Value = serde_json::from_slice(&line)?;
+                    let name = event["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let sent = sent_at.lock().expect("not poisoned").get(&name).copied();
+                    if let Some(sent) = sent {
+                        delays.push(sent.elapsed());
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(delays)
+        }));
+    }
+    let started = Instant::now();
+    for i in 0..args.watch_events {
+        let name = format!("w{i}");
+        sent_at
+            .lock()
+            .expect("not poisoned")
+            .insert(name.clone(), Instant::now());
+        let body = json!({ "metadata": { "name": name }, "data": { "k": "v" } });
+        let response = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            bail!("create answered {}", response.status());
+        }
+    }
+    let mut delays = Vec::new();
+    for watcher in watchers {
+        delays.extend(watcher.await??);
+    }
+    let elapsed = started.elapsed();
+    let (p50, p99, max) = percentiles(&mut delays);
+    println!();
+    println!(
+        "watch fan-out: {} watchers x {} events (written one at a time) = {} deliveries in {:.2} s ({:.0} deliveries/s)",
+        args.watchers,
+        args.watch_events,
+        delays.len(),
+        elapsed.as_secs_f64(),
+        delays.len() as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "write-to-delivery latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    server.close_watches();
+    Ok(())
+}
+
+async fn create_namespace(http: &reqwest::Client, base: &str, name: &str) -> Result<()> {
+    let response = http
+        .post(format!("{base}/api/v1/namespaces"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "metadata": { "name": name } }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("creating namespace {name}: {}", response.status());
+    }
+    Ok(())
+}
+
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
+    if samples.is_empty() {
+        return Default::default();
+    }
+    samples.sort_unstable();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(0.50), at(0.99), samples[samples.len() - 1])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

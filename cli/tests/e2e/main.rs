@@ -1,0 +1,5 @@
+//! End-to-end tests: real `skiff` processes on `127.0.0.1:0`.
+
+mod cli;
+mod durability;
+mod support;
