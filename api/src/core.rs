@@ -4134,7 +4134,10 @@ mod tests {
         }))
         .unwrap();
         assert!(pod.spec.containers[0].args.is_empty());
-        assert_eq!(pod.spec.containers[0].resources, ResourceRequirements::default());
+        assert_eq!(
+            pod.spec.containers[0].resources,
+            ResourceRequirements::default()
+        );
         assert_eq!(pod.spec.containers[0].ports[0].name, None);
         assert!(pod.validate().is_empty());
     }

@@ -33,15 +33,31 @@ pub struct ObjectMeta {
     pub deletion_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_grace_period_seconds: Option<i64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::null_as_default"
+    )]
     pub annotations: BTreeMap<String, String>,
     /// Owners of this object; the garbage collector deletes it when they are gone.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::null_as_default"
+    )]
     pub owner_references: Vec<OwnerReference>,
     /// Keys that must be removed before a deleted object really goes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::null_as_default"
+    )]
     pub finalizers: Vec<String>,
 }
 
@@ -215,6 +231,7 @@ pub struct Scale {
     pub status: ScaleStatus,
 }
 
+/// The wanted replica count of a scaled object.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleSpec {
@@ -222,6 +239,7 @@ pub struct ScaleSpec {
     pub replicas: Option<i32>,
 }
 
+/// The current replica count of a scaled object and how its pods are selected.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleStatus {
@@ -266,4 +284,18 @@ pub struct WatchEvent<T> {
     #[serde(rename = "type")]
     pub type_: String,
     pub object: T,
+}
+
+#[cfg(test)]
+mod null_tests {
+    use super::*;
+
+    #[test]
+    fn null_collections_in_metadata_read_as_empty() {
+        let meta: ObjectMeta =
+            serde_json::from_str(r#"{"name":"a","labels":null,"annotations":null,"finalizers":null,"ownerReferences":null}"#)
+                .expect("YAML `labels:` with nothing after it is null, and must decode");
+        assert_eq!(meta.name(), "a");
+        assert!(meta.labels.is_empty() && meta.finalizers.is_empty());
+    }
 }
