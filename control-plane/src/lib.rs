@@ -3,4 +3,5 @@
 //! travels.
 
 pub mod apiserver;
+pub mod scheduler;
 pub mod store;

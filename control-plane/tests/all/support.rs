@@ -225,3 +225,50 @@ pub fn rv(object: &Value) -> u64 {
         .parse()
         .expect("numeric resourceVersion")
 }
+
+/// A test server served over real HTTP on 127.0.0.1:0, with a client for it, for
+/// components that are API clients (scheduler, controllers).
+pub struct HttpServer {
+    pub test: TestServer,
+    pub client: skiff_client::Client,
+    _serve: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub async fn start() -> HttpServer {
+        let test = TestServer::new().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let router = test.router.clone();
+        let serve = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let mut config = skiff_client::Config::new(&url).expect("config");
+        config.token = Some(TOKEN.into());
+        let client = skiff_client::Client::new(config).expect("client");
+        HttpServer { test, client, _serve: serve }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.test.server.close_watches();
+        self._serve.abort();
+    }
+}
+
+/// Polls `condition` every 20 ms until it returns `Some`, failing with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

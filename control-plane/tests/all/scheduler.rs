@@ -1,0 +1,105 @@
+//! The scheduler against a real API server: placement, spreading and packing, the
+//! unschedulable condition and event, and retry when a node joins (no polling).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skiff_control_plane::scheduler::{self, SchedulerConfig, Scoring};
+
+use crate::support::{HttpServer, eventually};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn node(name: &str, ready: bool, cpu: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": { "name": name },
+        "status": {
+            "allocatable": { "cpu": cpu, "memory": "1Gi", "pods": "110" },
+            "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+        },
+    })
+}
+
+fn pod(name: &str, cpu: &str) -> Value {
+    json!({
+        "metadata": { "name": name },
+        "spec": { "containers": [{ "name": "c", "image": "hello.wasm", "resources": { "requests": { "cpu": cpu } } }] },
+    })
+}
+
+async fn node_of(server: &HttpServer, name: &str) -> Option<String> {
+    let (_, pod) = server.test.get(&format!("{PODS}/{name}")).await;
+    pod["spec"]["nodeName"].as_str().map(str::to_string)
+}
+
+fn start(server: &HttpServer, config: SchedulerConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(scheduler::run(server.client.clone(), config))
+}
+
+#[tokio::test]
+async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
+    let server = HttpServer::start().await;
+    for (name, ready) in [("a", true), ("b", true), ("c", false)] {
+        server.test.create("/api/v1/nodes", node(name, ready, "1")).await;
+    }
+    // An hour between blind retries: only the node joining can place the third pod.
+    let scheduler = start(&server, SchedulerConfig { retry_interval: Duration::from_secs(3600), ..Default::default() });
+    for name in ["p1", "p2", "p3"] {
+        server.test.create(PODS, pod(name, "600m")).await;
+    }
+    let wait = Duration::from_secs(20);
+    let first = eventually("p1 bound", wait, || node_of(&server, "p1")).await;
+    let second = eventually("p2 bound", wait, || node_of(&server, "p2")).await;
+    assert_ne!(first, second, "600m pods on 1-CPU nodes cannot share one");
+    assert!(["a", "b"].contains(&first.as_str()) && ["a", "b"].contains(&second.as_str()), "never the NotReady node");
+
+    let condition = eventually("p3 reported unschedulable", wait, || async {
+        let (_, pod) = server.test.get(&format!("{PODS}/p3")).await;
+        pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False").cloned()
+    })
+    .await;
+    assert_eq!(condition["reason"], "Unschedulable");
+    assert_eq!(condition["message"], "0/3 nodes are available: 1 node(s) were not ready, 2 Insufficient cpu.");
+    let event = eventually("a FailedScheduling event", wait, || async {
+        let (_, events) = server.test.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp3").await;
+        events["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(event["reason"], "FailedScheduling");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(node_of(&server, "p3").await, None);
+
+    server.test.create("/api/v1/nodes", node("d", true, "2")).await;
+    let third = eventually("p3 bound after node d joined", wait, || node_of(&server, "p3")).await;
+    assert_eq!(third, "d");
+
+    // A pod that already names its node is left alone.
+    let mut pinned = pod("pinned", "0");
+    pinned["spec"]["nodeName"] = json!("c");
+    server.test.create(PODS, pinned).await;
+    server.test.create(PODS, pod("last", "100m")).await;
+    eventually("last bound", wait, || node_of(&server, "last")).await;
+    assert_eq!(node_of(&server, "pinned").await.as_deref(), Some("c"));
+    scheduler.abort();
+}
+
+#[tokio::test]
+async fn most_allocated_packs_and_least_allocated_spreads() {
+    for (scoring, expect_one_node) in [(Scoring::MostAllocated, true), (Scoring::LeastAllocated, false)] {
+        let server = HttpServer::start().await;
+        for name in ["a", "b"] {
+            server.test.create("/api/v1/nodes", node(name, true, "4")).await;
+        }
+        let scheduler = start(&server, SchedulerConfig { scoring, ..Default::default() });
+        let mut nodes = std::collections::HashSet::new();
+        for i in 0..6 {
+            let name = format!("p{i}");
+            server.test.create(PODS, pod(&name, "100m")).await;
+            // One at a time, so each decision sees the previous one.
+            nodes.insert(eventually("bound", Duration::from_secs(20), || node_of(&server, &name)).await);
+        }
+        assert_eq!(nodes.len() == 1, expect_one_node, "{scoring:?} placed pods on {nodes:?}");
+        scheduler.abort();
+    }
+}
