@@ -63,17 +63,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
-async fn api(args: ApiBenchArgs) -> Result<()> {
+/// An API server over a fresh sled store in a temporary directory, on loopback.
+struct BenchServer {
+    server: Arc<ApiServer>,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Result<BenchServer> {
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut auth = Authenticator::default();
-    auth.add_token(
-        TOKEN,
-        User {
-            name: "bench".into(),
-            groups: vec![],
-        },
-    );
+    let user = User {
+        name: "bench".into(),
+        groups: vec![],
+    };
+    auth.add_token(TOKEN, user);
     let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -81,6 +86,11 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     let router = server.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(BenchServer { server, base, dir })
+}
+
+async fn api(args: ApiBenchArgs) -> Result<()> {
+    let BenchServer { server, base, dir } = start_server().await?;
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -233,12 +243,20 @@ async fn api(args: ApiBenchArgs) -> Result<()> {
 }
 
 async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
-    let BenchServer { server, base, dir: _dir } = start_server().await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let BenchServer {
+        server,
+        base,
+        dir: _dir,
+    } = start_server().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     println!("skiff bench scheduler");
     println!(
         "conditions: API server, scheduler and load generator in one process on loopback HTTP/1.1, {} cores, durable sled store; {} fake Ready nodes, {} pending pods (100m CPU, 64Mi each) created before the scheduler starts; default scoring (least allocated), 64 bindings in flight",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         args.nodes,
         args.pods
     );
@@ -253,10 +271,21 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
                 tasks.push(tokio::spawn(async move {
                     loop {
                         let next = bodies.lock().expect("not poisoned").pop();
-                        let Some((url, body)) = next else { return Ok::<_, anyhow::Error>(()) };
-                        let response = http.post(&url).bearer_auth(TOKEN).json(&body).send().await?;
+                        let Some((url, body)) = next else {
+                            return Ok::<_, anyhow::Error>(());
+                        };
+                        let response = http
+                            .post(&url)
+                            .bearer_auth(TOKEN)
+                            .json(&body)
+                            .send()
+                            .await?;
                         if !response.status().is_success() {
-                            bail!("create answered {}: {}", response.status(), response.text().await.unwrap_or_default());
+                            bail!(
+                                "create answered {}: {}",
+                                response.status(),
+                                response.text().await.unwrap_or_default()
+                            );
                         }
                     }
                 }));
@@ -293,14 +322,30 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
     println!("created {} nodes and {} pods", args.nodes, args.pods);
 
     // Count bindings through a watch that started before the scheduler.
-    let list: serde_json::Value = http.get(format!("{base}/api/v1/pods?limit=1")).bearer_auth(TOKEN).send().await?.json().await?;
-    let from = list["metadata"]["resourceVersion"].as_str().context("list has no resourceVersion")?.to_string();
-    let response = http.get(format!("{base}/api/v1/pods?watch=1&resourceVersion={from}")).bearer_auth(TOKEN).send().await?;
+    let list: serde_json::Value = http
+        .get(format!("{base}/api/v1/pods?limit=1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let from = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list has no resourceVersion")?
+        .to_string();
+    let response = http
+        .get(format!("{base}/api/v1/pods?watch=1&resourceVersion={from}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
     let mut config = skiff_client::Config::new(&base)?;
     config.token = Some(TOKEN.into());
     let client = skiff_client::Client::new(config)?;
     let started = Instant::now();
-    let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(client, Default::default()));
+    let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
+        client,
+        Default::default(),
+    ));
     let mut body = response.bytes_stream();
     let mut buffer = Vec::new();
     let mut bound = std::collections::HashSet::new();
@@ -308,14 +353,23 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
     while bound.len() < args.pods {
         let chunk = match tokio::time::timeout(Duration::from_secs(60), body.next()).await {
             Ok(Some(chunk)) => chunk?,
-            _ => bail!("the watch ended with {} of {} pods bound", bound.len(), args.pods),
+            _ => bail!(
+                "the watch ended with {} of {} pods bound",
+                bound.len(),
+                args.pods
+            ),
         };
         buffer.extend_from_slice(&chunk);
         while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=pos).collect();
             let event: serde_json::Value = serde_json::from_slice(&line)?;
             if event["object"]["spec"]["nodeName"].is_string() {
-                bound.insert(event["object"]["metadata"]["name"].as_str().unwrap_or_default().to_string());
+                bound.insert(
+                    event["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
         }
         if last_report.elapsed() > Duration::from_secs(2) {

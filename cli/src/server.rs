@@ -60,6 +60,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
     let compaction = tokio::spawn(server.clone().run_compaction());
 
+    // The scheduler (and the controllers) are API clients of this server, as in
+    // Kubernetes: they could as well run in another process.
+    let mut client_config = skiff_client::Config::new(&url)?;
+    client_config.token = Some(token.clone());
+    let client = skiff_client::Client::new(client_config)?;
+    let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
+        client.clone(),
+        Default::default(),
+    ));
+
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff server is ready");
     println!("skiff server listening on {url}");
     println!("kubeconfig: {}", kubeconfig_path.display());
@@ -85,6 +95,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         } => tracing::warn!("forced shutdown"),
     }
     compaction.abort();
+    scheduler.abort();
     drop(server);
     Ok(())
 }
