@@ -18,8 +18,37 @@ use super::registry::ResourceType;
 use super::request::{BodyFormat, Params};
 use crate::store::{KeyValue, ListOptions, StoreError};
 
-/// How many times a write without a precondition is retried on a conflict.
-const CONFLICT_RETRIES: usize = 16;
+/// How long a write without a precondition keeps retrying on conflicts before it
+/// gives up with 409: under heavy contention on one object every writer still gets
+/// through, while a pathological loop cannot hold a request forever.
+const CONFLICT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Attempts of a read-modify-write: yields between them so the writer that won the
+/// race finishes, and stops at [`CONFLICT_DEADLINE`].
+struct Attempts {
+    started: std::time::Instant,
+    first: bool,
+}
+
+impl Attempts {
+    fn new() -> Self {
+        Attempts {
+            started: std::time::Instant::now(),
+            first: true,
+        }
+    }
+
+    async fn next(&mut self) -> bool {
+        if std::mem::take(&mut self.first) {
+            return true;
+        }
+        if self.started.elapsed() > CONFLICT_DEADLINE {
+            return false;
+        }
+        tokio::task::yield_now().await;
+        true
+    }
+}
 /// Namespaces that exist from the start and may not be deleted.
 pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 /// The namespaces created at first start.
@@ -329,7 +358,8 @@ impl ApiServer {
         part: Part,
         mutate: impl Fn(&Value) -> ApiResult<Desired>,
     ) -> ApiResult<Value> {
-        for _ in 0..CONFLICT_RETRIES {
+        let mut attempts = Attempts::new();
+        while attempts.next().await {
             let (kv, current) = self.get_object(rt, namespace, name).await?;
             let desired = mutate(&current)?;
             let conditional = desired.precondition.is_some();
@@ -501,7 +531,8 @@ impl ApiServer {
             )));
         }
         let key = rt.key(namespace, Some(name));
-        for _ in 0..CONFLICT_RETRIES {
+        let mut attempts = Attempts::new();
+        while attempts.next().await {
             let (kv, current) = self.get_object(rt, namespace, name).await?;
             if let Some(pre) = &options.preconditions {
                 if pre
