@@ -3,5 +3,6 @@
 //! travels.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod scheduler;
 pub mod store;

@@ -32,8 +32,18 @@ impl Resources {
 pub fn requests(pod: &Pod) -> Resources {
     let of = |containers: &[skiff_api::core::Container]| {
         containers.iter().fold((0i64, 0i64), |(cpu, mem), c| {
-            let cpu_req = c.resources.requests.get("cpu").and_then(|q| q.to_millis()).unwrap_or(0);
-            let mem_req = c.resources.requests.get("memory").and_then(|q| q.to_bytes()).unwrap_or(0);
+            let cpu_req = c
+                .resources
+                .requests
+                .get("cpu")
+                .and_then(|q| q.to_millis())
+                .unwrap_or(0);
+            let mem_req = c
+                .resources
+                .requests
+                .get("memory")
+                .and_then(|q| q.to_bytes())
+                .unwrap_or(0);
             (cpu + cpu_req, mem + mem_req)
         })
     };
@@ -44,7 +54,11 @@ pub fn requests(pod: &Pod) -> Resources {
         .iter()
         .map(|c| of(std::slice::from_ref(c)))
         .fold((0, 0), |(a, b), (c, d)| (a.max(c), b.max(d)));
-    Resources { cpu_millis: cpu.max(init_cpu), memory: memory.max(init_memory), pods: 1 }
+    Resources {
+        cpu_millis: cpu.max(init_cpu),
+        memory: memory.max(init_memory),
+        pods: 1,
+    }
 }
 
 /// A node as the scheduler sees it: what it offers and what is placed on it.
@@ -58,14 +72,26 @@ pub struct NodeInfo {
 impl NodeInfo {
     pub fn new(node: Arc<Node>) -> NodeInfo {
         let status = &node.status;
-        let quantity = |key: &str| status.allocatable.get(key).or_else(|| status.capacity.get(key));
+        let quantity = |key: &str| {
+            status
+                .allocatable
+                .get(key)
+                .or_else(|| status.capacity.get(key))
+        };
         let allocatable = Resources {
             cpu_millis: quantity("cpu").and_then(|q| q.to_millis()).unwrap_or(0),
             memory: quantity("memory").and_then(|q| q.to_bytes()).unwrap_or(0),
             // Kubernetes' default when a node does not say.
-            pods: quantity("pods").and_then(|q| q.to_millis()).map(|m| m / 1000).unwrap_or(110),
+            pods: quantity("pods")
+                .and_then(|q| q.to_millis())
+                .map(|m| m / 1000)
+                .unwrap_or(110),
         };
-        NodeInfo { node, allocatable, used: Resources::default() }
+        NodeInfo {
+            node,
+            allocatable,
+            used: Resources::default(),
+        }
     }
 
     pub fn place(&mut self, requests: Resources) {
@@ -129,7 +155,9 @@ pub fn check(pod: &Pod, requests: Resources, info: &NodeInfo) -> Result<(), Unfi
     if requests.pods > free(info.allocatable.pods, info.used.pods) {
         return Err(Unfit::Pods);
     }
-    if requests.cpu_millis > 0 && requests.cpu_millis > free(info.allocatable.cpu_millis, info.used.cpu_millis) {
+    if requests.cpu_millis > 0
+        && requests.cpu_millis > free(info.allocatable.cpu_millis, info.used.cpu_millis)
+    {
         return Err(Unfit::Cpu);
     }
     if requests.memory > 0 && requests.memory > free(info.allocatable.memory, info.used.memory) {
@@ -149,7 +177,12 @@ fn tolerates_unschedulable(pod: &Pod) -> bool {
 
 fn selector_matches(pod: &Pod, node: &Node) -> bool {
     let labels: &BTreeMap<String, String> = &node.metadata.labels;
-    if !pod.spec.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+    if !pod
+        .spec
+        .node_selector
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+    {
         return false;
     }
     let required = pod
@@ -157,7 +190,10 @@ fn selector_matches(pod: &Pod, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     required.is_none_or(|selector| selector.matches(labels, node.metadata.name()))
 }
 
@@ -181,7 +217,11 @@ pub fn score(pod: &Pod, requests: Resources, info: &NodeInfo, scoring: Scoring) 
         ((used + add) * 100 / alloc).clamp(0, 100)
     };
     let allocated = [
-        fraction(info.used.cpu_millis, requests.cpu_millis, info.allocatable.cpu_millis),
+        fraction(
+            info.used.cpu_millis,
+            requests.cpu_millis,
+            info.allocatable.cpu_millis,
+        ),
         fraction(info.used.memory, requests.memory, info.allocatable.memory),
         fraction(info.used.pods, requests.pods, info.allocatable.pods),
     ];
@@ -197,7 +237,10 @@ pub fn score(pod: &Pod, requests: Resources, info: &NodeInfo, scoring: Scoring) 
         .map(|n| {
             n.preferred_during_scheduling_ignored_during_execution
                 .iter()
-                .filter(|p| p.preference.matches(&info.node.metadata.labels, info.node.metadata.name()))
+                .filter(|p| {
+                    p.preference
+                        .matches(&info.node.metadata.labels, info.node.metadata.name())
+                })
                 .map(|p| p.weight as i64)
                 .sum()
         })
@@ -247,18 +290,50 @@ mod tests {
         let p = pod("500m", "64Mi", json!({}));
         let r = requests(&p);
         assert_eq!(check(&p, r, &node("n", "1", "1Gi", json!({}))), Ok(()));
-        assert_eq!(check(&p, r, &node("n", "250m", "1Gi", json!({}))), Err(Unfit::Cpu));
-        assert_eq!(check(&p, r, &node("n", "1", "32Mi", json!({}))), Err(Unfit::Memory));
-        let not_ready = node("n", "1", "1Gi", json!({ "status": { "conditions": [{ "type": "Ready", "status": "False" }] } }));
+        assert_eq!(
+            check(&p, r, &node("n", "250m", "1Gi", json!({}))),
+            Err(Unfit::Cpu)
+        );
+        assert_eq!(
+            check(&p, r, &node("n", "1", "32Mi", json!({}))),
+            Err(Unfit::Memory)
+        );
+        let not_ready = node(
+            "n",
+            "1",
+            "1Gi",
+            json!({ "status": { "conditions": [{ "type": "Ready", "status": "False" }] } }),
+        );
         assert_eq!(check(&p, r, &not_ready), Err(Unfit::NotReady));
-        let cordoned = node("n", "1", "1Gi", json!({ "spec": { "unschedulable": true } }));
+        let cordoned = node(
+            "n",
+            "1",
+            "1Gi",
+            json!({ "spec": { "unschedulable": true } }),
+        );
         assert_eq!(check(&p, r, &cordoned), Err(Unfit::Unschedulable));
-        let tainted = node("n", "1", "1Gi", json!({ "spec": { "taints": [{ "key": "gpu", "value": "yes", "effect": "NoSchedule" }] } }));
+        let tainted = node(
+            "n",
+            "1",
+            "1Gi",
+            json!({ "spec": { "taints": [{ "key": "gpu", "value": "yes", "effect": "NoSchedule" }] } }),
+        );
         assert_eq!(check(&p, r, &tainted), Err(Unfit::Taint));
-        let tolerant = pod("500m", "64Mi", json!({ "spec": { "tolerations": [{ "key": "gpu", "operator": "Exists" }] } }));
+        let tolerant = pod(
+            "500m",
+            "64Mi",
+            json!({ "spec": { "tolerations": [{ "key": "gpu", "operator": "Exists" }] } }),
+        );
         assert_eq!(check(&tolerant, r, &tainted), Ok(()));
-        let picky = pod("500m", "64Mi", json!({ "spec": { "nodeSelector": { "zone": "b" } } }));
-        assert_eq!(check(&picky, r, &node("n", "1", "1Gi", json!({}))), Err(Unfit::Selector));
+        let picky = pod(
+            "500m",
+            "64Mi",
+            json!({ "spec": { "nodeSelector": { "zone": "b" } } }),
+        );
+        assert_eq!(
+            check(&picky, r, &node("n", "1", "1Gi", json!({}))),
+            Err(Unfit::Selector)
+        );
         let affine = pod(
             "500m",
             "64Mi",
@@ -266,7 +341,19 @@ mod tests {
                 "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "zone", "operator": "In", "values": ["a", "c"] }] }] } } } } }),
         );
         assert_eq!(check(&affine, r, &node("n", "1", "1Gi", json!({}))), Ok(()));
-        assert_eq!(check(&affine, r, &node("n", "1", "1Gi", json!({ "metadata": { "labels": { "zone": "b" } } }))), Err(Unfit::Selector));
+        assert_eq!(
+            check(
+                &affine,
+                r,
+                &node(
+                    "n",
+                    "1",
+                    "1Gi",
+                    json!({ "metadata": { "labels": { "zone": "b" } } })
+                )
+            ),
+            Err(Unfit::Selector)
+        );
     }
 
     #[test]
@@ -276,7 +363,11 @@ mod tests {
         let mut n = node("n", "1", "1Gi", json!({}));
         n.place(r);
         n.place(r);
-        assert_eq!(check(&p, r, &n), Err(Unfit::Cpu), "two of 400m used, 200m left");
+        assert_eq!(
+            check(&p, r, &n),
+            Err(Unfit::Cpu),
+            "two of 400m used, 200m left"
+        );
         n.unplace(r);
         assert_eq!(check(&p, r, &n), Ok(()));
         let tiny = pod("0", "0", json!({}));
@@ -294,7 +385,14 @@ mod tests {
             "10Mi",
             json!({ "spec": { "initContainers": [{ "name": "i", "image": "x", "resources": { "requests": { "cpu": "2", "memory": "1Mi" } } }] } }),
         );
-        assert_eq!(requests(&p), Resources { cpu_millis: 2000, memory: 10 * 1024 * 1024, pods: 1 });
+        assert_eq!(
+            requests(&p),
+            Resources {
+                cpu_millis: 2000,
+                memory: 10 * 1024 * 1024,
+                pods: 1
+            }
+        );
     }
 
     #[test]
@@ -303,8 +401,18 @@ mod tests {
         let r = requests(&p);
         let empty = node("empty", "2", "1Gi", json!({}));
         let mut busy = node("busy", "2", "1Gi", json!({}));
-        busy.place(Resources { cpu_millis: 1000, memory: 0, pods: 3 });
-        assert!(score(&p, r, &empty, Scoring::LeastAllocated) > score(&p, r, &busy, Scoring::LeastAllocated));
-        assert!(score(&p, r, &empty, Scoring::MostAllocated) < score(&p, r, &busy, Scoring::MostAllocated));
+        busy.place(Resources {
+            cpu_millis: 1000,
+            memory: 0,
+            pods: 3,
+        });
+        assert!(
+            score(&p, r, &empty, Scoring::LeastAllocated)
+                > score(&p, r, &busy, Scoring::LeastAllocated)
+        );
+        assert!(
+            score(&p, r, &empty, Scoring::MostAllocated)
+                < score(&p, r, &busy, Scoring::MostAllocated)
+        );
     }
 }

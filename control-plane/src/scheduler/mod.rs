@@ -106,7 +106,11 @@ impl State {
     }
 
     /// The best node for `pod`, or why none fits.
-    fn decide(&mut self, pod: &Pod, config: &SchedulerConfig) -> Result<String, BTreeMap<Unfit, usize>> {
+    fn decide(
+        &mut self,
+        pod: &Pod,
+        config: &SchedulerConfig,
+    ) -> Result<String, BTreeMap<Unfit, usize>> {
         let requests = fit::requests(pod);
         let count = self.nodes.len();
         let mut reasons: BTreeMap<Unfit, usize> = BTreeMap::new();
@@ -151,7 +155,11 @@ impl Scheduler {
     }
 
     fn is_ours(&self, pod: &Pod) -> bool {
-        pod.spec.scheduler_name.as_deref().unwrap_or("default-scheduler") == self.config.name
+        pod.spec
+            .scheduler_name
+            .as_deref()
+            .unwrap_or("default-scheduler")
+            == self.config.name
     }
 
     /// Retries every pod that fit nowhere: something changed that may make room.
@@ -170,9 +178,17 @@ impl Scheduler {
             Some(pod) if bound(pod).is_some() && !terminal(pod) => {
                 state.assumed.remove(&key);
                 state.unschedulable.remove(&key);
-                state.place(key, bound(pod).unwrap_or_default().to_string(), fit::requests(pod));
+                state.place(
+                    key,
+                    bound(pod).unwrap_or_default().to_string(),
+                    fit::requests(pod),
+                );
             }
-            Some(pod) if bound(pod).is_none() && !terminal(pod) && pod.metadata.deletion_timestamp.is_none() => {
+            Some(pod)
+                if bound(pod).is_none()
+                    && !terminal(pod)
+                    && pod.metadata.deletion_timestamp.is_none() =>
+            {
                 if !state.assumed.contains(&key) && self.is_ours(pod) {
                     drop(state);
                     self.queue.add(key);
@@ -193,8 +209,14 @@ impl Scheduler {
 
     /// One scheduling decision for the pod under `key`.
     async fn schedule(self: &Arc<Self>, key: ObjectRef) {
-        let Some(pod) = self.pods.get(&key) else { return };
-        if bound(&pod).is_some() || terminal(&pod) || pod.metadata.deletion_timestamp.is_some() || !self.is_ours(&pod) {
+        let Some(pod) = self.pods.get(&key) else {
+            return;
+        };
+        if bound(&pod).is_some()
+            || terminal(&pod)
+            || pod.metadata.deletion_timestamp.is_some()
+            || !self.is_ours(&pod)
+        {
             return;
         }
         let decision = {
@@ -239,9 +261,16 @@ impl Scheduler {
             api_version: "v1".into(),
             kind: "Binding".into(),
             metadata: pod.metadata.clone(),
-            target: ObjectReference { kind: Some("Node".into()), name: Some(node.clone()), ..Default::default() },
+            target: ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
         };
-        match api.create_subresource(pod.metadata.name(), "binding", &binding).await {
+        match api
+            .create_subresource(pod.metadata.name(), "binding", &binding)
+            .await
+        {
             Ok(_) => tracing::debug!(pod = %key, %node, "bound"),
             Err(error) => {
                 // Not placed after all: give the room back and try again later.
@@ -281,7 +310,13 @@ impl Scheduler {
             "message": message, "lastTransitionTime": now,
         }));
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        if let Err(error) = api.patch_status(pod.metadata.name(), &Patch::Merge(json!({ "status": { "conditions": conditions } }))).await {
+        if let Err(error) = api
+            .patch_status(
+                pod.metadata.name(),
+                &Patch::Merge(json!({ "status": { "conditions": conditions } })),
+            )
+            .await
+        {
             tracing::debug!(%error, pod = pod.metadata.name(), "reporting an unschedulable pod failed");
         }
         let event = json!({
@@ -297,14 +332,21 @@ impl Scheduler {
             "source": { "component": "default-scheduler" }, "reportingComponent": "default-scheduler",
         });
         let path = format!("/api/v1/namespaces/{namespace}/events");
-        if let Err(error) = self.client.request_json(skiff_client::Method::POST, &path, Some(event)).await {
+        if let Err(error) = self
+            .client
+            .request_json(skiff_client::Method::POST, &path, Some(event))
+            .await
+        {
             tracing::debug!(%error, "recording a FailedScheduling event failed");
         }
     }
 }
 
 fn unix_nanos() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
 }
 
 fn bound(pod: &Pod) -> Option<&str> {
@@ -320,7 +362,10 @@ fn unschedulable_message(nodes: usize, reasons: &BTreeMap<Unfit, usize>) -> Stri
     if reasons.is_empty() {
         return format!("0/{nodes} nodes are available: no nodes registered.");
     }
-    let parts: Vec<String> = reasons.iter().map(|(reason, n)| format!("{n} {}", reason.describe())).collect();
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|(reason, n)| format!("{n} {}", reason.describe()))
+        .collect();
     format!("0/{nodes} nodes are available: {}.", parts.join(", "))
 }
 
@@ -381,7 +426,13 @@ mod tests {
     #[test]
     fn messages_count_reasons_like_kubernetes() {
         let reasons = BTreeMap::from([(Unfit::NotReady, 2), (Unfit::Memory, 1)]);
-        assert_eq!(unschedulable_message(3, &reasons), "0/3 nodes are available: 2 node(s) were not ready, 1 Insufficient memory.");
-        assert_eq!(unschedulable_message(0, &BTreeMap::new()), "0/0 nodes are available: no nodes registered.");
+        assert_eq!(
+            unschedulable_message(3, &reasons),
+            "0/3 nodes are available: 2 node(s) were not ready, 1 Insufficient memory."
+        );
+        assert_eq!(
+            unschedulable_message(0, &BTreeMap::new()),
+            "0/0 nodes are available: no nodes registered."
+        );
     }
 }

@@ -2,6 +2,12 @@
 
 mod api;
 mod bad_input;
+mod controllers_deployment;
+mod controllers_endpoints;
+mod controllers_gc;
+mod controllers_leader;
+mod controllers_replicaset;
+mod controllers_support;
 mod scheduler;
 mod support;
 mod watch;

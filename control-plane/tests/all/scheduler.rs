@@ -41,10 +41,19 @@ fn start(server: &HttpServer, config: SchedulerConfig) -> tokio::task::JoinHandl
 async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
     let server = HttpServer::start().await;
     for (name, ready) in [("a", true), ("b", true), ("c", false)] {
-        server.test.create("/api/v1/nodes", node(name, ready, "1")).await;
+        server
+            .test
+            .create("/api/v1/nodes", node(name, ready, "1"))
+            .await;
     }
     // An hour between blind retries: only the node joining can place the third pod.
-    let scheduler = start(&server, SchedulerConfig { retry_interval: Duration::from_secs(3600), ..Default::default() });
+    let scheduler = start(
+        &server,
+        SchedulerConfig {
+            retry_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
     for name in ["p1", "p2", "p3"] {
         server.test.create(PODS, pod(name, "600m")).await;
     }
@@ -52,17 +61,30 @@ async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
     let first = eventually("p1 bound", wait, || node_of(&server, "p1")).await;
     let second = eventually("p2 bound", wait, || node_of(&server, "p2")).await;
     assert_ne!(first, second, "600m pods on 1-CPU nodes cannot share one");
-    assert!(["a", "b"].contains(&first.as_str()) && ["a", "b"].contains(&second.as_str()), "never the NotReady node");
+    assert!(
+        ["a", "b"].contains(&first.as_str()) && ["a", "b"].contains(&second.as_str()),
+        "never the NotReady node"
+    );
 
     let condition = eventually("p3 reported unschedulable", wait, || async {
         let (_, pod) = server.test.get(&format!("{PODS}/p3")).await;
-        pod["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False").cloned()
+        pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+            .cloned()
     })
     .await;
     assert_eq!(condition["reason"], "Unschedulable");
-    assert_eq!(condition["message"], "0/3 nodes are available: 1 node(s) were not ready, 2 Insufficient cpu.");
+    assert_eq!(
+        condition["message"],
+        "0/3 nodes are available: 1 node(s) were not ready, 2 Insufficient cpu."
+    );
     let event = eventually("a FailedScheduling event", wait, || async {
-        let (_, events) = server.test.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp3").await;
+        let (_, events) = server
+            .test
+            .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp3")
+            .await;
         events["items"].as_array()?.first().cloned()
     })
     .await;
@@ -70,8 +92,14 @@ async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
     assert_eq!(event["type"], "Warning");
     assert_eq!(node_of(&server, "p3").await, None);
 
-    server.test.create("/api/v1/nodes", node("d", true, "2")).await;
-    let third = eventually("p3 bound after node d joined", wait, || node_of(&server, "p3")).await;
+    server
+        .test
+        .create("/api/v1/nodes", node("d", true, "2"))
+        .await;
+    let third = eventually("p3 bound after node d joined", wait, || {
+        node_of(&server, "p3")
+    })
+    .await;
     assert_eq!(third, "d");
 
     // A pod that already names its node is left alone.
@@ -86,20 +114,38 @@ async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
 
 #[tokio::test]
 async fn most_allocated_packs_and_least_allocated_spreads() {
-    for (scoring, expect_one_node) in [(Scoring::MostAllocated, true), (Scoring::LeastAllocated, false)] {
+    for (scoring, expect_one_node) in [
+        (Scoring::MostAllocated, true),
+        (Scoring::LeastAllocated, false),
+    ] {
         let server = HttpServer::start().await;
         for name in ["a", "b"] {
-            server.test.create("/api/v1/nodes", node(name, true, "4")).await;
+            server
+                .test
+                .create("/api/v1/nodes", node(name, true, "4"))
+                .await;
         }
-        let scheduler = start(&server, SchedulerConfig { scoring, ..Default::default() });
+        let scheduler = start(
+            &server,
+            SchedulerConfig {
+                scoring,
+                ..Default::default()
+            },
+        );
         let mut nodes = std::collections::HashSet::new();
         for i in 0..6 {
             let name = format!("p{i}");
             server.test.create(PODS, pod(&name, "100m")).await;
             // One at a time, so each decision sees the previous one.
-            nodes.insert(eventually("bound", Duration::from_secs(20), || node_of(&server, &name)).await);
+            nodes.insert(
+                eventually("bound", Duration::from_secs(20), || node_of(&server, &name)).await,
+            );
         }
-        assert_eq!(nodes.len() == 1, expect_one_node, "{scoring:?} placed pods on {nodes:?}");
+        assert_eq!(
+            nodes.len() == 1,
+            expect_one_node,
+            "{scoring:?} placed pods on {nodes:?}"
+        );
         scheduler.abort();
     }
 }

@@ -237,7 +237,9 @@ pub struct HttpServer {
 impl HttpServer {
     pub async fn start() -> HttpServer {
         let test = TestServer::new().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let router = test.router.clone();
         let serve = tokio::spawn(async move {
@@ -246,7 +248,11 @@ impl HttpServer {
         let mut config = skiff_client::Config::new(&url).expect("config");
         config.token = Some(TOKEN.into());
         let client = skiff_client::Client::new(config).expect("client");
-        HttpServer { test, client, _serve: serve }
+        HttpServer {
+            test,
+            client,
+            _serve: serve,
+        }
     }
 }
 
@@ -268,7 +274,10 @@ where
         if let Some(value) = condition().await {
             return value;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
