@@ -1,1 +1,61 @@
-//! placeholder
+//! Sample wasm workloads for skiff's tests and benchmarks, built from `guests/` by build.rs.
+//!
+//! Each constant is the path of a built `.wasm` file. Which target a sample uses decides the
+//! kind of workload it is: `wasm32-wasip1` gives a core module (a WASI preview 1 command),
+//! `wasm32-wasip2` a component (a `wasi:cli/run` command or a `wasi:http` service).
+
+/// Core module (p1): prints "hello from wasm", one `arg: X` line per argument and
+/// `GREETING=...` when that variable is set; "hello on stderr" to stderr; exits 0.
+pub const HELLO: &str = concat!(env!("OUT_DIR"), "/hello.wasm");
+/// The same program as [`HELLO`] built as a `wasi:cli/run` component (p2).
+pub const HELLO_P2: &str = concat!(env!("OUT_DIR"), "/hello-p2.wasm");
+/// Core module (p1): prints `tick N` every `TICK_MS` ms (default 1000), forever.
+pub const TICKER: &str = concat!(env!("OUT_DIR"), "/ticker.wasm");
+/// Core module (p1): after `CRASH_AFTER_MS` (default 200) exits with `EXIT_CODE` (default 3).
+/// A p1 command, because a WASI 0.2 command can only exit with success or failure (0 or 1).
+pub const CRASHER: &str = concat!(env!("OUT_DIR"), "/crasher.wasm");
+/// Core module (p1): aborts (wasm `unreachable`); with the argument `stack-overflow` it
+/// recurses until the wasm stack is exhausted.
+pub const TRAPPER: &str = concat!(env!("OUT_DIR"), "/trapper.wasm");
+/// Core module (p1): allocates and touches 1 MiB every `STEP_MS` ms (default 5), forever.
+pub const MEMHOG: &str = concat!(env!("OUT_DIR"), "/memhog.wasm");
+/// Core module (p1): prints "spinning", then loops forever without calling the host.
+pub const CPUSPIN: &str = concat!(env!("OUT_DIR"), "/cpuspin.wasm");
+/// `wasi:http/incoming-handler` component: answers `hello from $POD_NAME at PATH`.
+pub const HTTP_HELLO: &str = concat!(env!("OUT_DIR"), "/http-hello.wasm");
+/// Component command (p2): std::net server on `HOST`:`PORT` (default 0.0.0.0:8080) echoing
+/// lines; prints `listening on ADDR` once bound.
+pub const TCP_ECHO: &str = concat!(env!("OUT_DIR"), "/tcp-echo.wasm");
+/// Core module (p1): writes `CONTENT` to the file named by its argument (default
+/// /data/message.txt); exits 1 if the write fails.
+pub const WRITER: &str = concat!(env!("OUT_DIR"), "/writer.wasm");
+/// Component command (p2): prints the file named by its argument (default
+/// /data/message.txt); exits 1 if it cannot be read.
+pub const READER: &str = concat!(env!("OUT_DIR"), "/reader.wasm");
+
+/// Every sample as (name, path), so a test can check that all of them were built.
+pub const ALL: &[(&str, &str)] = &[
+    ("hello", HELLO),
+    ("hello-p2", HELLO_P2),
+    ("ticker", TICKER),
+    ("crasher", CRASHER),
+    ("trapper", TRAPPER),
+    ("memhog", MEMHOG),
+    ("cpuspin", CPUSPIN),
+    ("http-hello", HTTP_HELLO),
+    ("tcp-echo", TCP_ECHO),
+    ("writer", WRITER),
+    ("reader", READER),
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_sample_is_built_as_wasm() {
+        for (name, path) in super::ALL {
+            let bytes =
+                std::fs::read(path).unwrap_or_else(|error| panic!("{name} at {path}: {error}"));
+            assert_eq!(&bytes[..4], b"\0asm", "{name} is not a wasm binary");
+        }
+    }
+}
