@@ -6,7 +6,9 @@ mod bench;
 mod get;
 mod kubeconfig;
 mod manifests;
+mod node;
 mod resources;
+mod run;
 mod server;
 mod table;
 
@@ -28,6 +30,10 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server over an embedded store.
     Server(server::ServerArgs),
+    /// Run a node agent that joins a cluster.
+    Node(node::NodeArgs),
+    /// Run one wasm module locally, without a cluster.
+    Run(run::RunArgs),
     /// Create or update objects from manifests.
     Apply {
         /// The namespace for objects that name none.
@@ -78,6 +84,8 @@ async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Server(args) => server::run(args).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
+        Command::Node(args) => node::run(args).await.map(|()| 0),
+        Command::Run(args) => run::run(args).await.map(|code| code.clamp(0, 255) as u8),
         Command::Apply { namespace, args } => {
             apply::run(
                 &api::Api::connect(cli.kubeconfig.as_deref())?,

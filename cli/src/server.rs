@@ -1,5 +1,4 @@
-//! `skiff server`: the API server (and, in later steps, scheduler, controllers and an
-//! embedded node) over a sled store in one data directory.
+//! `skiff server`: the API server, the scheduler, the controllers and an embedded node agent over a sled store in one data directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
+use skiff_control_plane::controllers::ControllerConfig;
 use skiff_control_plane::store::sled::SledStore;
 
 use crate::kubeconfig;
@@ -22,6 +22,11 @@ pub struct ServerArgs {
     /// Address the API server listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Run the control plane only: no node agent in this process.
+    #[arg(long)]
+    pub no_node: bool,
+    #[command(flatten)]
+    pub node: crate::node::NodeOptions,
     /// How long a graceful shutdown waits for requests in flight.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub shutdown_grace: u64,
@@ -52,6 +57,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             groups: vec!["system:masters".into()],
         },
     );
+    // Until node credentials and authorization arrive, nodes join with a shared token.
+    let node_token = node_token(&args.data_dir)?;
+    authenticator.add_token(
+        &node_token,
+        User {
+            name: "system:node".into(),
+            groups: vec!["system:nodes".into()],
+        },
+    );
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url, &token)?;
 
@@ -69,6 +83,34 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         client.clone(),
         Default::default(),
     ));
+    let controllers = {
+        let mut config = ControllerConfig::default();
+        if let Some(election) = config.leader_election.as_mut() {
+            // Stable across restarts, so a restarted server takes its own lease back at
+            // once; distinct per data directory, so several servers elect one leader.
+            election.identity = server_identity(&args.data_dir)?;
+        }
+        tokio::spawn(skiff_control_plane::controllers::run(
+            client.clone(),
+            config,
+        ))
+    };
+    let node = (!args.no_node).then(|| {
+        let mut node_config = skiff_client::Config::new(&url).expect("the server's own URL parses");
+        node_config.token = Some(node_token.clone());
+        let node_client = skiff_client::Client::new(node_config);
+        let data_dir = args.data_dir.join("node");
+        let options = args.node.clone();
+        tokio::spawn(async move {
+            let result = match node_client {
+                Ok(client) => crate::node::run_agent(client, &data_dir, &options).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = result {
+                tracing::error!("the embedded node agent stopped: {error:#}");
+            }
+        })
+    });
 
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff server is ready");
     println!("skiff server listening on {url}");
@@ -96,8 +138,39 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     compaction.abort();
     scheduler.abort();
+    controllers.abort();
+    if let Some(node) = node {
+        node.abort();
+    }
     drop(server);
     Ok(())
+}
+
+/// This server's name among control planes: made at first start, kept in the data dir.
+fn server_identity(dir: &Path) -> Result<String> {
+    let path = dir.join("identity");
+    if let Ok(identity) = std::fs::read_to_string(&path)
+        && !identity.trim().is_empty()
+    {
+        return Ok(identity.trim().to_string());
+    }
+    let identity = format!("skiff-server-{}", &auth::generate_token()[..12]);
+    kubeconfig::write_private(&path, identity.as_bytes())?;
+    Ok(identity)
+}
+
+/// The token nodes join with: made at first start, kept in `DIR/node-token`
+/// (owner-only) for `skiff node --token`. Expiring join tokens replace it.
+fn node_token(dir: &Path) -> Result<String> {
+    let path = dir.join("node-token");
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        return Ok(token.trim().to_string());
+    }
+    let token = auth::generate_token();
+    kubeconfig::write_private(&path, token.as_bytes())?;
+    Ok(token)
 }
 
 /// The admin token: made at first start, its hash kept in the data dir, the token

@@ -2,4 +2,6 @@
 
 mod cli;
 mod durability;
+mod pods;
+mod run;
 mod support;

@@ -1,0 +1,86 @@
+//! `skiff node`: a worker node joining a cluster; also the node `skiff server` embeds.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use skiff_node::NodeConfig;
+use skiff_runtime::{Runtime, RuntimeConfig};
+
+/// Options of `skiff node`.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// The API server's URL.
+    #[arg(long)]
+    pub server: String,
+    /// The token a node joins with (`skiff server` writes it to DATA_DIR/node-token).
+    #[arg(long, env = "SKIFF_NODE_TOKEN")]
+    pub token: String,
+    /// Where pods' volumes, logs and compiled code live.
+    #[arg(long, default_value = "skiff-node-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeOptions,
+}
+
+/// What a node agent can be told, in `skiff node` and `skiff server` alike.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NodeOptions {
+    /// The Node's name (default: this machine's host name).
+    #[arg(long = "name")]
+    pub name: Option<String>,
+    /// Let pods mount host directories (hostPath volumes).
+    #[arg(long)]
+    pub allow_host_path: bool,
+    /// First back-off before a crashed container restarts (doubling up to 5 minutes).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub restart_backoff: Duration,
+    /// The most pods this node takes.
+    #[arg(long, default_value = "10000")]
+    pub max_pods: u32,
+}
+
+pub async fn run(args: NodeArgs) -> Result<()> {
+    let mut config = skiff_client::Config::new(&args.server).context("--server")?;
+    config.token = Some(args.token);
+    let client = skiff_client::Client::new(config)?;
+    tokio::select! {
+        result = run_agent(client, &args.data_dir, &args.node) => result,
+        _ = crate::shutdown_signal() => {
+            tracing::info!("node agent stopping");
+            Ok(())
+        }
+    }
+}
+
+/// Runs a node agent over `data_dir` until it fails or the future is dropped.
+pub async fn run_agent(
+    client: skiff_client::Client,
+    data_dir: &Path,
+    options: &NodeOptions,
+) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let name = options.name.clone().unwrap_or_else(host_name);
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(data_dir.join("compiled")),
+        ..RuntimeConfig::default()
+    })
+    .context("starting the wasm runtime")?;
+    let mut config = NodeConfig::new(name, data_dir);
+    config.allow_host_path = options.allow_host_path;
+    config.restart_backoff = options.restart_backoff;
+    config.max_pods = options.max_pods;
+    skiff_node::run(config, client, runtime).await?;
+    Ok(())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok().map(|s| s.to_lowercase()))
+        .unwrap_or_else(|| "skiff-node".into())
+}

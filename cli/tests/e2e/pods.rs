@@ -1,0 +1,228 @@
+//! Pods run end to end on the embedded node: scheduled, run as wasm, reported, restarted
+//! by policy with back-off, and deleted within their grace period.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Server, wait_for};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn pod(name: &str, module: &str, restart_policy: &str, env: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": {
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{ "name": "main", "image": format!("file:{module}"), "env": env }],
+        },
+    })
+}
+
+fn create(server: &Server, body: Value) -> Value {
+    let (status, created) = server.send(Method::POST, PODS, Some(body));
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// Waits until the pod satisfies `check`, returning it.
+fn wait_pod(server: &Server, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let start = Instant::now();
+    loop {
+        let pod = server.get(&format!("{PODS}/{name}"));
+        if check(&pod) {
+            return pod;
+        }
+        last = pod;
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {name} to be {what}; last seen: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pods_run_restart_and_stop_on_the_embedded_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--name", "node-a", "--restart-backoff", "200ms"],
+    );
+
+    // The node registered itself and is Ready.
+    wait_for("node-a Ready", Duration::from_secs(30), || {
+        let node = server.get("/api/v1/nodes/node-a");
+        node["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    let lease = server.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a");
+    assert_eq!(lease["spec"]["holderIdentity"], "node-a", "{lease}");
+
+    // A command runs to completion: Succeeded, exit code 0, its output in its log file.
+    create(
+        &server,
+        pod(
+            "hello",
+            skiff_samples::HELLO,
+            "Never",
+            json!([{ "name": "GREETING", "value": "hi" }]),
+        ),
+    );
+    let done = wait_pod(&server, "hello", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(done["spec"]["nodeName"], "node-a", "the scheduler bound it");
+    let terminated = &done["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 0, "{done}");
+    assert_eq!(terminated["reason"], "Completed");
+    let uid = done["metadata"]["uid"].as_str().unwrap();
+    let log = std::fs::read_to_string(dir.path().join(format!("node/pods/{uid}/logs/main/0.log")))
+        .unwrap();
+    assert!(
+        log.contains("stdout hello from wasm")
+            && log.contains("stdout GREETING=hi")
+            && log.contains("stderr hello on stderr"),
+        "{log}"
+    );
+
+    // A crashing container under Always: CrashLoopBackOff and a growing restart count.
+    create(
+        &server,
+        pod(
+            "crasher",
+            skiff_samples::CRASHER,
+            "Always",
+            json!([{ "name": "CRASH_AFTER_MS", "value": "10" }]),
+        ),
+    );
+    let crashing = wait_pod(&server, "crasher", "restarted twice", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2)
+    });
+    let status = &crashing["status"]["containerStatuses"][0];
+    assert_eq!(crashing["status"]["phase"], "Running");
+    assert_eq!(
+        status["lastState"]["terminated"]["exitCode"], 3,
+        "{crashing}"
+    );
+    wait_pod(&server, "crasher", "in CrashLoopBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+
+    // Under Never a failing container is not restarted: the pod ends Failed.
+    create(
+        &server,
+        pod(
+            "failer",
+            skiff_samples::CRASHER,
+            "Never",
+            json!([{ "name": "CRASH_AFTER_MS", "value": "10" }]),
+        ),
+    );
+    let failed = wait_pod(&server, "failer", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    assert_eq!(failed["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    // A missing module is ErrImagePull with a message, never a crash.
+    create(
+        &server,
+        pod("missing", "/nonexistent/module.wasm", "Always", json!([])),
+    );
+    let missing = wait_pod(&server, "missing", "waiting on its image", |p| {
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        *reason == "ErrImagePull" || *reason == "ImagePullBackOff"
+    });
+    let message = missing["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("/nonexistent/module.wasm"), "{message}");
+
+    // A long-running pod is Running and Ready; deleting it finishes within its grace period.
+    create(
+        &server,
+        pod(
+            "ticker",
+            skiff_samples::TICKER,
+            "Always",
+            json!([{ "name": "TICK_MS", "value": "50" }]),
+        ),
+    );
+    let running = wait_pod(&server, "ticker", "Ready", |p| {
+        p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
+    assert_eq!(running["status"]["phase"], "Running");
+    let asked = Instant::now();
+    let (status, marked) = server.send(Method::DELETE, &format!("{PODS}/ticker"), None);
+    assert_eq!(status, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "a running pod is stopped first: {marked}"
+    );
+    wait_for("the ticker pod to be gone", Duration::from_secs(30), || {
+        server.send(Method::GET, &format!("{PODS}/ticker"), None).0 == 404
+    });
+    // A command cannot be asked to stop, so it is stopped at once rather than after its grace.
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "deleted in {:?}; a command is stopped at once",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn a_deployment_runs_its_replicas_scales_and_is_deleted_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--name", "node-a"]);
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "ticker" },
+        "spec": {
+            "replicas": 3,
+            "selector": { "matchLabels": { "app": "ticker" } },
+            "template": {
+                "metadata": { "labels": { "app": "ticker" } },
+                "spec": { "containers": [{ "name": "main", "image": format!("file:{}", skiff_samples::TICKER) }] },
+            },
+        },
+    });
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let (status, created) = server.send(Method::POST, deployments, Some(deployment));
+    assert_eq!(status, 201, "{created}");
+    let running = |server: &Server| {
+        let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
+        pods["items"].as_array().unwrap().iter().filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()).count()
+    };
+    wait_for("3 replicas Running", Duration::from_secs(60), || running(&server) == 3);
+    wait_for("the deployment to report 3 ready", Duration::from_secs(30), || {
+        server.get(&format!("{deployments}/ticker"))["status"]["readyReplicas"] == 3
+    });
+
+    let (status, _) = server.send(Method::PATCH, &format!("{deployments}/ticker/scale"), None);
+    assert_eq!(status, 415, "a patch without a patch content type is refused");
+    let scale = json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "ticker" }, "spec": { "replicas": 5 } });
+    let (status, _) = server.send(Method::PUT, &format!("{deployments}/ticker/scale"), Some(scale));
+    assert_eq!(status, 200);
+    wait_for("5 replicas Running", Duration::from_secs(60), || running(&server) == 5);
+
+    let (status, _) = server.send(Method::DELETE, &format!("{deployments}/ticker"), None);
+    assert_eq!(status, 200);
+    wait_for("every pod and replica set of the deployment to be gone", Duration::from_secs(60), || {
+        let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
+        let sets = server.get("/apis/apps/v1/namespaces/default/replicasets");
+        pods["items"].as_array().unwrap().is_empty() && sets["items"].as_array().unwrap().is_empty()
+    });
+}

@@ -1,0 +1,139 @@
+//! The skiff node agent: the kubelet of a wasm node.
+//!
+//! It registers its Node, heartbeats through a Lease, watches only the pods bound to it
+//! (field selector `spec.nodeName`), and keeps one worker per pod that runs the pod's
+//! containers on the wasm runtime and reports their status (see [`pod`]). It talks only
+//! to the API server.
+
+mod env;
+mod images;
+pub mod logs;
+mod pod;
+mod register;
+mod volumes;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::core::Pod;
+use skiff_client::{Api, Client, Informer, ObjectRef, WatcherParams};
+use skiff_runtime::Runtime;
+
+use self::pod::PodWorker;
+
+/// Settings of a node agent.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The Node's name.
+    pub name: String,
+    /// Where pod directories (volumes, logs) and the compiled-code cache live.
+    pub data_dir: PathBuf,
+    /// The address reported as the node's InternalIP and pods' hostIP.
+    pub address: String,
+    /// The most pods this node takes. Default 10,000: a wasm pod costs little.
+    pub max_pods: u32,
+    /// First restart back-off of a crashing container. Default 10 s, as Kubernetes.
+    pub restart_backoff: Duration,
+    /// Back-off cap. Default 5 minutes.
+    pub max_restart_backoff: Duration,
+    /// Running this long resets the back-off. Default 10 minutes.
+    pub backoff_reset_after: Duration,
+    /// How often the node's Lease is renewed. Default 2 s.
+    pub lease_renew_interval: Duration,
+    /// The Lease's duration: silent this long, the node is considered lost. Default 10 s.
+    pub lease_duration: Duration,
+    /// Whether pods may mount host directories (`hostPath`). Default false.
+    pub allow_host_path: bool,
+    /// Size at which a container log file is rotated. Default 10 MiB.
+    pub log_max_bytes: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for a node called `name` keeping its data in `data_dir`.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            address: "127.0.0.1".into(),
+            max_pods: 10_000,
+            restart_backoff: Duration::from_secs(10),
+            max_restart_backoff: Duration::from_secs(300),
+            backoff_reset_after: Duration::from_secs(600),
+            lease_renew_interval: Duration::from_secs(2),
+            lease_duration: Duration::from_secs(10),
+            allow_host_path: false,
+            log_max_bytes: logs::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// What every part of the agent shares.
+pub struct NodeContext {
+    pub config: NodeConfig,
+    pub client: Client,
+    pub runtime: Runtime,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("registering node {name}: {source}")]
+    Register {
+        name: String,
+        source: skiff_client::Error,
+    },
+}
+
+/// Runs the node agent until the future is dropped or registration fails.
+pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result<(), NodeError> {
+    let ctx = Arc::new(NodeContext {
+        config,
+        client,
+        runtime,
+    });
+    register::register(&ctx)
+        .await
+        .map_err(|source| NodeError::Register {
+            name: ctx.config.name.clone(),
+            source,
+        })?;
+    tracing::info!(node = %ctx.config.name, "node registered");
+    let heartbeat = register::heartbeat(ctx.clone());
+    let sync = sync_pods(ctx.clone());
+    tokio::join!(heartbeat, sync);
+    Ok(())
+}
+
+/// Keeps one worker per pod bound to this node, handing each the newest pod.
+async fn sync_pods(ctx: Arc<NodeContext>) {
+    let params = WatcherParams::fields(&format!("spec.nodeName={}", ctx.config.name));
+    let informer = Informer::new(Api::<Pod>::all(ctx.client.clone()), params);
+    let store = informer.store();
+    let mut changes = informer.subscribe();
+    let mut workers: HashMap<ObjectRef, PodWorker> = HashMap::new();
+    while let Some(key) = changes.next().await {
+        workers.retain(|_, worker| !worker.is_finished());
+        match store.get(&key) {
+            Some(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                match workers.get(&key) {
+                    Some(worker) if worker.uid == uid => worker.update(pod),
+                    _ => {
+                        // New, or a new pod under an old name: the old one's worker stops.
+                        if let Some(old) = workers.remove(&key) {
+                            tokio::spawn(old.remove());
+                        }
+                        workers.insert(key, PodWorker::spawn(ctx.clone(), pod));
+                    }
+                }
+            }
+            None => {
+                if let Some(worker) = workers.remove(&key) {
+                    tokio::spawn(worker.remove());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The node's own objects: its Node (capacity, addresses, conditions, info) and its
+//! Lease in `kube-node-lease`, renewed as the heartbeat.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::json;
+use skiff_api::coordination::Lease;
+use skiff_api::core::Node;
+use skiff_client::{Api, Patch};
+
+use crate::NodeContext;
+
+/// Creates the Node, or brings an existing one's status up to date.
+pub async fn register(ctx: &NodeContext) -> Result<(), skiff_client::Error> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let config = &ctx.config;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory = total_memory().unwrap_or(8 * 1024 * 1024 * 1024);
+    let resources = json!({ "cpu": cpus.to_string(), "memory": memory.to_string(), "pods": config.max_pods.to_string() });
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let status = json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "skiff node agent is posting ready status",
+            "lastHeartbeatTime": now, "lastTransitionTime": now,
+        }],
+        "addresses": [{ "type": "InternalIP", "address": config.address }, { "type": "Hostname", "address": config.name }],
+        "nodeInfo": {
+            "machineID": config.name, "systemUUID": config.name, "bootID": "",
+            "kernelVersion": "", "osImage": format!("skiff {}", env!("CARGO_PKG_VERSION")),
+            "containerRuntimeVersion": "wasmtime://48.0.8",
+            "kubeletVersion": concat!("v1.31.0+skiff-", env!("CARGO_PKG_VERSION")),
+            "kubeProxyVersion": "",
+            "operatingSystem": std::env::consts::OS, "architecture": std::env::consts::ARCH,
+        },
+    });
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": config.name,
+            "labels": {
+                "kubernetes.io/hostname": config.name,
+                "kubernetes.io/os": std::env::consts::OS,
+                "kubernetes.io/arch": std::env::consts::ARCH,
+            },
+        },
+        "status": status,
+    });
+    let typed: Node = serde_json::from_value(node).expect("a well-formed node");
+    match api.create(&typed).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_already_exists() => {
+            api.patch_status(&config.name, &Patch::Merge(json!({ "status": status })))
+                .await?;
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Renews the node's Lease forever; errors are logged and retried at the next beat.
+pub async fn heartbeat(ctx: Arc<NodeContext>) {
+    let api: Api<Lease> = Api::namespaced(ctx.client.clone(), "kube-node-lease");
+    let name = ctx.config.name.clone();
+    let mut tick = tokio::time::interval(ctx.config.lease_renew_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+        let spec = json!({
+            "holderIdentity": name,
+            "leaseDurationSeconds": ctx.config.lease_duration.as_secs().max(1),
+            "renewTime": now,
+        });
+        let result = match api
+            .patch(&name, &Patch::Merge(json!({ "spec": spec })))
+            .await
+        {
+            Err(error) if error.is_not_found() => {
+                let lease = json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": { "name": name }, "spec": spec });
+                let typed: Lease = serde_json::from_value(lease).expect("a well-formed lease");
+                api.create(&typed).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, node = %name, "renewing the node lease failed");
+        }
+    }
+}
+
+/// Total memory of the machine, from /proc/meminfo where there is one.
+fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
