@@ -5,6 +5,7 @@ mod apply;
 mod bench;
 mod get;
 mod kubeconfig;
+mod logs;
 mod manifests;
 mod node;
 mod resources;
@@ -46,6 +47,8 @@ enum Command {
     Get(get::GetArgs),
     /// Show one object in detail, with its events.
     Describe(get::DescribeArgs),
+    /// Print (or follow) the logs of a pod's container.
+    Logs(logs::LogsArgs),
     /// Delete objects by kind and name, or those of manifests.
     Delete(get::DeleteArgs),
     /// Measure skiff's performance.
@@ -97,6 +100,9 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Get(args) => get::get(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
         Command::Describe(args) => {
             get::describe(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Logs(args) => {
+            logs::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
         Command::Delete(args) => {
             get::delete(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await

@@ -42,10 +42,10 @@ pub struct NodeOptions {
 
 pub async fn run(args: NodeArgs) -> Result<()> {
     let mut config = skiff_client::Config::new(&args.server).context("--server")?;
-    config.token = Some(args.token);
+    config.token = Some(args.token.clone());
     let client = skiff_client::Client::new(config)?;
     tokio::select! {
-        result = run_agent(client, &args.data_dir, &args.node) => result,
+        result = run_agent(client, &args.token, &args.data_dir, &args.node) => result,
         _ = crate::shutdown_signal() => {
             tracing::info!("node agent stopping");
             Ok(())
@@ -53,9 +53,11 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     }
 }
 
-/// Runs a node agent over `data_dir` until it fails or the future is dropped.
+/// Runs a node agent over `data_dir` until it fails or the future is dropped. Its API
+/// (logs) answers callers holding `token`, the node token the API server also has.
 pub async fn run_agent(
     client: skiff_client::Client,
+    token: &str,
     data_dir: &Path,
     options: &NodeOptions,
 ) -> Result<()> {
@@ -71,6 +73,7 @@ pub async fn run_agent(
     config.allow_host_path = options.allow_host_path;
     config.restart_backoff = options.restart_backoff;
     config.max_pods = options.max_pods;
+    config.api_token = Some(token.to_string());
     skiff_node::run(config, client, runtime).await?;
     Ok(())
 }

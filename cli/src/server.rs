@@ -69,7 +69,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url, &token)?;
 
-    let server = ApiServer::new(Arc::new(store), authenticator, ApiServerConfig::default())
+    let config = ApiServerConfig {
+        node_api_token: Some(node_token.clone()),
+        ..ApiServerConfig::default()
+    };
+    let server = ApiServer::new(Arc::new(store), authenticator, config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
     let compaction = tokio::spawn(server.clone().run_compaction());
@@ -101,9 +105,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let node_client = skiff_client::Client::new(node_config);
         let data_dir = args.data_dir.join("node");
         let options = args.node.clone();
+        let node_api_token = node_token.clone();
         tokio::spawn(async move {
             let result = match node_client {
-                Ok(client) => crate::node::run_agent(client, &data_dir, &options).await,
+                Ok(client) => {
+                    crate::node::run_agent(client, &node_api_token, &data_dir, &options).await
+                }
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = result {

@@ -5,6 +5,7 @@
 //! containers on the wasm runtime and reports their status (see [`pod`]). It talks only
 //! to the API server.
 
+pub mod api;
 mod env;
 mod images;
 pub mod logs;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::core::Pod;
-use skiff_client::{Api, Client, Informer, ObjectRef, WatcherParams};
+use skiff_client::{Api, Client, Informer, ObjectRef, Store, WatcherParams};
 use skiff_runtime::Runtime;
 
 use self::pod::PodWorker;
@@ -48,6 +49,13 @@ pub struct NodeConfig {
     pub allow_host_path: bool,
     /// Size at which a container log file is rotated. Default 10 MiB.
     pub log_max_bytes: u64,
+    /// Where the node's own API (logs for the API server) listens. Default
+    /// `127.0.0.1:0`: loopback, any free port; the port is published in the Node's
+    /// `status.daemonEndpoints`.
+    pub api_listen: std::net::SocketAddr,
+    /// The bearer token the node API requires (the API server's). `None` refuses every
+    /// call.
+    pub api_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -65,6 +73,8 @@ impl NodeConfig {
             lease_duration: Duration::from_secs(10),
             allow_host_path: false,
             log_max_bytes: logs::DEFAULT_MAX_BYTES,
+            api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_token: None,
         }
     }
 }
@@ -74,6 +84,10 @@ pub struct NodeContext {
     pub config: NodeConfig,
     pub client: Client,
     pub runtime: Runtime,
+    /// The pods bound to this node, as the API has them.
+    pub pods: Store<Pod>,
+    /// Log files being written, for followers.
+    pub logs: logs::LiveLogs,
 }
 
 /// Why the agent stopped.
@@ -84,32 +98,53 @@ pub enum NodeError {
         name: String,
         source: skiff_client::Error,
     },
+    #[error("listening for the node API on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the node agent until the future is dropped or registration fails.
 pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result<(), NodeError> {
+    let address = config.api_listen;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| NodeError::Listen { address, source })?;
+    let api_port = listener
+        .local_addr()
+        .map_err(|source| NodeError::Listen { address, source })?
+        .port();
+    let params = WatcherParams::fields(&format!("spec.nodeName={}", config.name));
+    let informer = Informer::new(Api::<Pod>::all(client.clone()), params);
     let ctx = Arc::new(NodeContext {
+        pods: informer.store(),
+        logs: logs::LiveLogs::default(),
         config,
         client,
         runtime,
     });
-    register::register(&ctx)
+    register::register(&ctx, api_port)
         .await
         .map_err(|source| NodeError::Register {
             name: ctx.config.name.clone(),
             source,
         })?;
-    tracing::info!(node = %ctx.config.name, "node registered");
+    tracing::info!(node = %ctx.config.name, api_port, "node registered");
+    let router = api::router(ctx.clone());
+    let serve_api = async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the node API stopped");
+        }
+    };
     let heartbeat = register::heartbeat(ctx.clone());
-    let sync = sync_pods(ctx.clone());
-    tokio::join!(heartbeat, sync);
+    let sync = sync_pods(ctx.clone(), informer);
+    tokio::join!(serve_api, heartbeat, sync);
     Ok(())
 }
 
 /// Keeps one worker per pod bound to this node, handing each the newest pod.
-async fn sync_pods(ctx: Arc<NodeContext>) {
-    let params = WatcherParams::fields(&format!("spec.nodeName={}", ctx.config.name));
-    let informer = Informer::new(Api::<Pod>::all(ctx.client.clone()), params);
+async fn sync_pods(ctx: Arc<NodeContext>, informer: Informer<Pod>) {
     let store = informer.store();
     let mut changes = informer.subscribe();
     let mut workers: HashMap<ObjectRef, PodWorker> = HashMap::new();

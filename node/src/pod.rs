@@ -641,6 +641,7 @@ async fn container_spec(
     let sink = Arc::new(FileSink::new(
         log_path(dir, &container.name, restart),
         ctx.config.log_max_bytes,
+        &ctx.logs,
     ));
     let mut spec = ContainerSpec::new(container.name.clone(), sink);
     spec.args = container

@@ -12,7 +12,7 @@ use skiff_client::{Api, Patch};
 use crate::NodeContext;
 
 /// Creates the Node, or brings an existing one's status up to date.
-pub async fn register(ctx: &NodeContext) -> Result<(), skiff_client::Error> {
+pub async fn register(ctx: &NodeContext, api_port: u16) -> Result<(), skiff_client::Error> {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let config = &ctx.config;
     let cpus = std::thread::available_parallelism()
@@ -29,6 +29,7 @@ pub async fn register(ctx: &NodeContext) -> Result<(), skiff_client::Error> {
             "message": "skiff node agent is posting ready status",
             "lastHeartbeatTime": now, "lastTransitionTime": now,
         }],
+        "daemonEndpoints": { "kubeletEndpoint": { "Port": api_port } },
         "addresses": [{ "type": "InternalIP", "address": config.address }, { "type": "Hostname", "address": config.name }],
         "nodeInfo": {
             "machineID": config.name, "systemUUID": config.name, "bootID": "",

@@ -82,9 +82,19 @@ fn main() {
         println!("load average before the run: {}", load.trim());
     }
     println!();
-    tokio.block_on(instantiate_to_exit(&runtime));
-    tokio.block_on(http(&runtime));
-    tokio.block_on(idle_memory(&runtime));
+    // Each part runs as a task on a worker thread, as a node's pod workers would.
+    tokio.block_on(async {
+        let rt = runtime.clone();
+        tokio::spawn(async move { instantiate_to_exit(&rt).await })
+            .await
+            .unwrap();
+        let rt = runtime.clone();
+        tokio::spawn(async move { http(&rt).await }).await.unwrap();
+        let rt = runtime.clone();
+        tokio::spawn(async move { idle_memory(&rt).await })
+            .await
+            .unwrap();
+    });
 }
 
 async fn instantiate_to_exit(runtime: &Runtime) {

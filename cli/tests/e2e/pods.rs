@@ -22,6 +22,22 @@ fn pod(name: &str, module: &str, restart_policy: &str, env: Value) -> Value {
     })
 }
 
+/// Runs the CLI against the server and returns its standard output, failing on error.
+fn skiff(server: &Server, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("kubeconfig"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skiff {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn create(server: &Server, body: Value) -> Value {
     let (status, created) = server.send(Method::POST, PODS, Some(body));
     assert_eq!(status, 201, "{created}");
@@ -30,17 +46,15 @@ fn create(server: &Server, body: Value) -> Value {
 
 /// Waits until the pod satisfies `check`, returning it.
 fn wait_pod(server: &Server, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
     let start = Instant::now();
     loop {
         let pod = server.get(&format!("{PODS}/{name}"));
         if check(&pod) {
             return pod;
         }
-        last = pod;
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {name} to be {what}; last seen: {last}"
+            "timed out waiting for {name} to be {what}; last seen: {pod}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -62,8 +76,11 @@ fn pods_run_restart_and_stop_on_the_embedded_node() {
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
         })
     });
-    let lease = server.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a");
-    assert_eq!(lease["spec"]["holderIdentity"], "node-a", "{lease}");
+    wait_for("node-a's lease", Duration::from_secs(30), || {
+        let lease =
+            server.get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a");
+        lease["spec"]["holderIdentity"] == "node-a" && lease["spec"]["renewTime"].is_string()
+    });
 
     // A command runs to completion: Succeeded, exit code 0, its output in its log file.
     create(
@@ -82,15 +99,29 @@ fn pods_run_restart_and_stop_on_the_embedded_node() {
     let terminated = &done["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(terminated["exitCode"], 0, "{done}");
     assert_eq!(terminated["reason"], "Completed");
-    let uid = done["metadata"]["uid"].as_str().unwrap();
-    let log = std::fs::read_to_string(dir.path().join(format!("node/pods/{uid}/logs/main/0.log")))
-        .unwrap();
-    assert!(
-        log.contains("stdout hello from wasm")
-            && log.contains("stdout GREETING=hi")
-            && log.contains("stderr hello on stderr"),
-        "{log}"
+    // Its output through `skiff logs`, proxied by the API server from the node.
+    let logs = skiff(&server, &["logs", "hello"]);
+    assert_eq!(logs, "hello from wasm\nGREETING=hi\nhello on stderr\n");
+    let tail = skiff(
+        &server,
+        &["logs", "pod/hello", "--tail", "1", "--timestamps"],
     );
+    assert!(
+        tail.ends_with(" hello on stderr\n") && tail.lines().count() == 1,
+        "{tail}"
+    );
+    let (status, error) = server.send(
+        Method::GET,
+        &format!("{PODS}/hello/log?container=nope"),
+        None,
+    );
+    assert_eq!(status, 400, "{error}");
+    let unauthenticated = server
+        .client()
+        .get(format!("{}{PODS}/hello/log", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
 
     // A crashing container under Always: CrashLoopBackOff and a growing restart count.
     create(
@@ -114,6 +145,8 @@ fn pods_run_restart_and_stop_on_the_embedded_node() {
     wait_pod(&server, "crasher", "in CrashLoopBackOff", |p| {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
+    let previous = skiff(&server, &["logs", "crasher", "--previous"]);
+    assert_eq!(previous, "crasher starting\ncrasher exiting with 3\n");
 
     // Under Never a failing container is not restarted: the pod ends Failed.
     create(
@@ -165,6 +198,32 @@ fn pods_run_restart_and_stop_on_the_embedded_node() {
         })
     });
     assert_eq!(running["status"]["phase"], "Running");
+    // Following streams new lines as the guest prints them.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("kubeconfig"))
+        .args(["logs", "-f", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let first: u64 = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("tick ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    for expected in first + 1..first + 5 {
+        assert_eq!(
+            lines.next().unwrap().unwrap(),
+            format!("tick {expected}"),
+            "followed lines arrive in order"
+        );
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
     let asked = Instant::now();
     let (status, marked) = server.send(Method::DELETE, &format!("{PODS}/ticker"), None);
     assert_eq!(status, 200);
@@ -204,25 +263,50 @@ fn a_deployment_runs_its_replicas_scales_and_is_deleted_with_them() {
     assert_eq!(status, 201, "{created}");
     let running = |server: &Server| {
         let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
-        pods["items"].as_array().unwrap().iter().filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()).count()
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .count()
     };
-    wait_for("3 replicas Running", Duration::from_secs(60), || running(&server) == 3);
-    wait_for("the deployment to report 3 ready", Duration::from_secs(30), || {
-        server.get(&format!("{deployments}/ticker"))["status"]["readyReplicas"] == 3
+    wait_for("3 replicas Running", Duration::from_secs(60), || {
+        running(&server) == 3
     });
+    wait_for(
+        "the deployment to report 3 ready",
+        Duration::from_secs(30),
+        || server.get(&format!("{deployments}/ticker"))["status"]["readyReplicas"] == 3,
+    );
 
     let (status, _) = server.send(Method::PATCH, &format!("{deployments}/ticker/scale"), None);
-    assert_eq!(status, 415, "a patch without a patch content type is refused");
+    assert_eq!(
+        status, 415,
+        "a patch without a patch content type is refused"
+    );
     let scale = json!({ "apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": { "name": "ticker" }, "spec": { "replicas": 5 } });
-    let (status, _) = server.send(Method::PUT, &format!("{deployments}/ticker/scale"), Some(scale));
+    let (status, _) = server.send(
+        Method::PUT,
+        &format!("{deployments}/ticker/scale"),
+        Some(scale),
+    );
     assert_eq!(status, 200);
-    wait_for("5 replicas Running", Duration::from_secs(60), || running(&server) == 5);
+    wait_for("5 replicas Running", Duration::from_secs(60), || {
+        running(&server) == 5
+    });
 
     let (status, _) = server.send(Method::DELETE, &format!("{deployments}/ticker"), None);
     assert_eq!(status, 200);
-    wait_for("every pod and replica set of the deployment to be gone", Duration::from_secs(60), || {
-        let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
-        let sets = server.get("/apis/apps/v1/namespaces/default/replicasets");
-        pods["items"].as_array().unwrap().is_empty() && sets["items"].as_array().unwrap().is_empty()
-    });
+    wait_for(
+        "every pod and replica set of the deployment to be gone",
+        Duration::from_secs(60),
+        || {
+            let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
+            let sets = server.get("/apis/apps/v1/namespaces/default/replicasets");
+            pods["items"].as_array().unwrap().is_empty()
+                && sets["items"].as_array().unwrap().is_empty()
+        },
+    );
 }

@@ -101,6 +101,7 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Value {
         }
         if rt.kind == "Pod" {
             sub("binding", "Binding", None, None, &["create"]);
+            sub("log", "Pod", None, None, &["get"]);
         }
         if rt.kind == "Namespace" {
             sub("finalize", "Namespace", None, None, &["update"]);

@@ -166,6 +166,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with another HTTP code (a node's answer, relayed).
+    pub fn with_code(mut self, code: StatusCode) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
     }

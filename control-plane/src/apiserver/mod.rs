@@ -9,6 +9,7 @@ pub mod auth;
 mod discovery;
 pub mod error;
 mod handlers;
+mod logs;
 mod metrics;
 mod object;
 pub mod registry;
@@ -49,6 +50,9 @@ pub struct ApiServerConfig {
     pub history_revisions: u64,
     /// How often compaction runs. Default 5 minutes.
     pub compaction_interval: Duration,
+    /// The bearer token node APIs accept, for `pods/NAME/log`. Default none: logs
+    /// are unavailable.
+    pub node_api_token: Option<String>,
 }
 
 impl Default for ApiServerConfig {
@@ -59,6 +63,7 @@ impl Default for ApiServerConfig {
             bookmark_interval: Duration::from_secs(60),
             history_revisions: 100_000,
             compaction_interval: Duration::from_secs(5 * 60),
+            node_api_token: None,
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct ApiServer {
     pub(crate) metrics: metrics::Metrics,
     /// Set to `true` to end every open watch (graceful shutdown).
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Calls node APIs (logs).
+    pub(crate) http: reqwest::Client,
 }
 
 impl ApiServer {
@@ -88,6 +95,7 @@ impl ApiServer {
             auth,
             metrics: metrics::Metrics::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
+            http: reqwest::Client::new(),
         });
         server.bootstrap().await?;
         Ok(server)
@@ -301,6 +309,10 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let binding = body_object(&server, &parts.headers, body).await?;
             bind(&server, rt, ns, name, &binding).await
         }
+        (&Method::GET, Some(name), Some("log")) if rt.kind == "Pod" => {
+            let params = logs::LogParams::parse(parts.uri.query())?;
+            logs::pod_log(&server, rt, ns, name, params).await
+        }
         (method, Some(name), Some("scale")) if rt.scalable => {
             scale(&server, rt, ns, name, method, &parts.headers, body).await
         }
@@ -319,6 +331,7 @@ fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
         "scale" => rt.scalable,
         "binding" => rt.kind == "Pod",
         "finalize" => rt.kind == "Namespace",
+        "log" => rt.kind == "Pod",
         _ => false,
     }
 }

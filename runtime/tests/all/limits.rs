@@ -94,13 +94,13 @@ fn measured_runtime() -> (tokio::runtime::Runtime, Arc<Mutex<Vec<String>>>) {
         .enable_all()
         .on_thread_start(move || {
             // "/proc/thread-self" links to "<pid>/task/<tid>".
-            if let Ok(link) = std::fs::read_link("/proc/thread-self") {
-                if let Some(tid) = link.file_name() {
-                    recorder
-                        .lock()
-                        .unwrap()
-                        .push(tid.to_string_lossy().into_owned());
-                }
+            if let Ok(link) = std::fs::read_link("/proc/thread-self")
+                && let Some(tid) = link.file_name()
+            {
+                recorder
+                    .lock()
+                    .unwrap()
+                    .push(tid.to_string_lossy().into_owned());
             }
         })
         .build()
