@@ -3,11 +3,13 @@
 mod api;
 mod apply;
 mod bench;
+mod controller_manager;
 mod get;
 mod kubeconfig;
 mod logs;
 mod manifests;
 mod node;
+mod nodes;
 mod resources;
 mod run;
 mod server;
@@ -31,6 +33,14 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server over an embedded store.
     Server(server::ServerArgs),
+    /// Run the controllers alone, against a server (leader-elected).
+    ControllerManager(controller_manager::ControllerManagerArgs),
+    /// Mark a node unschedulable.
+    Cordon(nodes::NodeNameArgs),
+    /// Mark a node schedulable again.
+    Uncordon(nodes::NodeNameArgs),
+    /// Cordon a node and move its pods elsewhere.
+    Drain(nodes::NodeNameArgs),
     /// Run a node agent that joins a cluster.
     Node(node::NodeArgs),
     /// Run one wasm module locally, without a cluster.
@@ -88,6 +98,16 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Server(args) => server::run(args).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
         Command::Node(args) => node::run(args).await.map(|()| 0),
+        Command::ControllerManager(args) => controller_manager::run(args).await.map(|()| 0),
+        Command::Cordon(args) => {
+            nodes::cordon(&api::Api::connect(cli.kubeconfig.as_deref())?, args, true).await
+        }
+        Command::Uncordon(args) => {
+            nodes::cordon(&api::Api::connect(cli.kubeconfig.as_deref())?, args, false).await
+        }
+        Command::Drain(args) => {
+            nodes::drain(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
         Command::Run(args) => run::run(args).await.map(|code| code.clamp(0, 255) as u8),
         Command::Apply { namespace, args } => {
             apply::run(

@@ -38,6 +38,16 @@ pub struct NodeOptions {
     /// The most pods this node takes.
     #[arg(long, default_value = "10000")]
     pub max_pods: u32,
+    /// A label for the Node, KEY=VALUE (for nodeSelector and affinity). Repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 pub async fn run(args: NodeArgs) -> Result<()> {
@@ -74,6 +84,7 @@ pub async fn run_agent(
     config.restart_backoff = options.restart_backoff;
     config.max_pods = options.max_pods;
     config.api_token = Some(token.to_string());
+    config.labels = options.labels.iter().cloned().collect();
     skiff_node::run(config, client, runtime).await?;
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     /// `127.0.0.1:0`: loopback, any free port; the port is published in the Node's
     /// `status.daemonEndpoints`.
     pub api_listen: std::net::SocketAddr,
+    /// Labels the Node carries besides the well-known ones (hostname, os, arch).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The bearer token the node API requires (the API server's). `None` refuses every
     /// call.
     pub api_token: Option<String>,
@@ -75,6 +77,7 @@ impl NodeConfig {
             log_max_bytes: logs::DEFAULT_MAX_BYTES,
             api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             api_token: None,
+            labels: Default::default(),
         }
     }
 }

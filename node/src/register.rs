@@ -52,7 +52,8 @@ pub async fn register(ctx: &NodeContext, api_port: u16) -> Result<(), skiff_clie
         },
         "status": status,
     });
-    let typed: Node = serde_json::from_value(node).expect("a well-formed node");
+    let mut typed: Node = serde_json::from_value(node).expect("a well-formed node");
+    typed.metadata.labels.extend(config.labels.clone());
     match api.create(&typed).await {
         Ok(_) => Ok(()),
         Err(error) if error.is_already_exists() => {

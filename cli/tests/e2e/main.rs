@@ -1,6 +1,7 @@
 //! End-to-end tests: real `skiff` processes on `127.0.0.1:0`.
 
 mod cli;
+mod cluster;
 mod durability;
 mod pods;
 mod run;

@@ -127,3 +127,50 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
         delay = (delay * 2).min(Duration::from_millis(250));
     }
 }
+
+/// A `skiff node` process joined to a server; killed when dropped.
+pub struct NodeProcess {
+    pub child: Child,
+    pub name: String,
+}
+
+impl NodeProcess {
+    /// Starts `skiff node NAME` over `data_dir`, joined to `server`, with extra arguments.
+    pub fn start(server: &Server, name: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
+        let token = std::fs::read_to_string(server.data_dir.join("node-token"))
+            .expect("node-token written");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "node",
+                "--server",
+                &server.url,
+                "--name",
+                name,
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("SKIFF_NODE_TOKEN", token.trim())
+            .env("SKIFF_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn skiff node");
+        NodeProcess {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
