@@ -131,7 +131,6 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
 /// A `skiff node` process joined to a server; killed when dropped.
 pub struct NodeProcess {
     pub child: Child,
-    pub name: String,
 }
 
 impl NodeProcess {
@@ -156,10 +155,7 @@ impl NodeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn skiff node");
-        NodeProcess {
-            child,
-            name: name.to_string(),
-        }
+        NodeProcess { child }
     }
 
     /// Kills the process with SIGKILL.
