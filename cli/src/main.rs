@@ -10,6 +10,7 @@ mod logs;
 mod manifests;
 mod node;
 mod nodes;
+mod push;
 mod resources;
 mod run;
 mod server;
@@ -57,6 +58,8 @@ enum Command {
     Get(get::GetArgs),
     /// Show one object in detail, with its events.
     Describe(get::DescribeArgs),
+    /// Put a wasm module in the cluster's module store.
+    Push(push::PushArgs),
     /// Print (or follow) the logs of a pod's container.
     Logs(logs::LogsArgs),
     /// Delete objects by kind and name, or those of manifests.
@@ -120,6 +123,9 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Get(args) => get::get(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
         Command::Describe(args) => {
             get::describe(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Push(args) => {
+            push::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
         Command::Logs(args) => {
             logs::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await

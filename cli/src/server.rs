@@ -71,6 +71,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
     let config = ApiServerConfig {
         node_api_token: Some(node_token.clone()),
+        modules_dir: Some(args.data_dir.join("modules")),
         ..ApiServerConfig::default()
     };
     let server = ApiServer::new(Arc::new(store), authenticator, config)

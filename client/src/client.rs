@@ -212,6 +212,31 @@ impl Client {
         Ok(response.text().await?)
     }
 
+    /// Sends raw bytes (a wasm module) to any path and returns the JSON answer, or
+    /// fetches raw bytes when `body` is `None`: the module store's calls.
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<(Bytes, reqwest::header::HeaderMap)> {
+        let body = body.map(|(bytes, content_type)| Body {
+            bytes: bytes.to_vec(),
+            content_type,
+        });
+        let response = self
+            .send_accepting(
+                method,
+                path_and_query,
+                body,
+                Some(self.inner.timeout),
+                "*/*",
+            )
+            .await?;
+        let headers = response.headers().clone();
+        Ok((response.bytes().await?, headers))
+    }
+
     /// Sends a request without a body and streams the answer's bytes as they come
     /// (`pods/log?follow=true`). No limit on the whole exchange: the stream ends when
     /// the server ends it or the stream is dropped.

@@ -480,7 +480,7 @@ async fn run_container(
                 continue;
             }
         };
-        status.image_id = format!("sha256:{}", workload.digest());
+        status.image_id = workload.digest().to_string();
         let spec = match container_spec(
             &ctx,
             &pod,

@@ -310,3 +310,66 @@ fn a_deployment_runs_its_replicas_scales_and_is_deleted_with_them() {
         },
     );
 }
+
+#[test]
+fn pushed_modules_run_by_name_and_by_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--name", "node-a"]);
+    let pushed = skiff(&server, &["push", skiff_samples::HELLO, "hello:v1"]);
+    let digest = pushed
+        .trim()
+        .strip_prefix("hello:v1 ")
+        .expect("NAME:TAG DIGEST")
+        .to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{pushed}"
+    );
+
+    for (name, image) in [
+        ("by-name", "hello:v1".to_string()),
+        ("by-digest", digest.clone()),
+    ] {
+        let mut body = pod(name, "", "Never", json!([]));
+        body["spec"]["containers"][0]["image"] = json!(image);
+        create(&server, body);
+        let done = wait_pod(&server, name, "Succeeded", |p| {
+            p["status"]["phase"] == "Succeeded"
+        });
+        assert_eq!(
+            done["status"]["containerStatuses"][0]["imageID"], digest,
+            "{done}"
+        );
+        assert_eq!(
+            skiff(&server, &["logs", name]),
+            "hello from wasm\nhello on stderr\n"
+        );
+    }
+
+    let mut missing = pod("missing", "", "Always", json!([]));
+    missing["spec"]["containers"][0]["image"] = json!("nothing-here:v9");
+    create(&server, missing);
+    let waiting = wait_pod(&server, "missing", "waiting on its image", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+    });
+    let message = waiting["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("nothing-here:v9") && message.contains("not find"),
+        "{message}"
+    );
+
+    let stray = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--kubeconfig")
+        .arg(server.data_dir.join("kubeconfig"))
+        .args(["push", skiff_samples::HELLO, "Bad/Name"])
+        .output()
+        .unwrap();
+    assert!(!stray.status.success());
+    assert!(
+        String::from_utf8_lossy(&stray.stderr).contains("module name \"Bad/Name\" is invalid"),
+        "{}",
+        String::from_utf8_lossy(&stray.stderr)
+    );
+}

@@ -11,6 +11,7 @@ pub mod error;
 mod handlers;
 mod logs;
 mod metrics;
+pub mod modules;
 mod object;
 pub mod registry;
 mod request;
@@ -50,6 +51,8 @@ pub struct ApiServerConfig {
     pub history_revisions: u64,
     /// How often compaction runs. Default 5 minutes.
     pub compaction_interval: Duration,
+    /// Where pushed wasm modules are kept; `None` turns the module store off.
+    pub modules_dir: Option<std::path::PathBuf>,
     /// The bearer token node APIs accept, for `pods/NAME/log`. Default none: logs
     /// are unavailable.
     pub node_api_token: Option<String>,
@@ -64,6 +67,7 @@ impl Default for ApiServerConfig {
             history_revisions: 100_000,
             compaction_interval: Duration::from_secs(5 * 60),
             node_api_token: None,
+            modules_dir: None,
         }
     }
 }
@@ -116,6 +120,8 @@ impl ApiServer {
             .route("/api/{*rest}", any(core_api))
             .route("/apis", any(named_api))
             .route("/apis/{*rest}", any(named_api))
+            .route("/skiff/v1/modules", any(modules::serve))
+            .route("/skiff/v1/modules/{*reference}", any(modules::serve))
             .fallback(
                 |request: Request| async move { ApiError::path_not_found(request.uri().path()) },
             )
