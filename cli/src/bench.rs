@@ -26,6 +26,21 @@ pub enum BenchTarget {
     Api(ApiBenchArgs),
     /// The scheduler: binds per second against many fake nodes.
     Scheduler(SchedulerBenchArgs),
+    /// Pods on a real node: create-to-Running latency, one at a time and in a burst.
+    Pods(PodsBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PodsBenchArgs {
+    /// The module the pods run: an idle long-running one, such as the `ticker` sample.
+    #[arg(long)]
+    pub module: std::path::PathBuf,
+    /// Pods created one after the other (each waits for the previous to run).
+    #[arg(long, default_value = "20")]
+    pub sequential: usize,
+    /// Pods created at once.
+    #[arg(long, default_value = "1000")]
+    pub burst: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +75,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Api(args) => api(args).await,
         BenchTarget::Scheduler(args) => scheduler(args).await,
+        BenchTarget::Pods(args) => pods(args).await,
     }
 }
 
@@ -388,6 +404,233 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
         args.pods as f64 / elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+async fn pods(args: PodsBenchArgs) -> Result<()> {
+    let module = args
+        .module
+        .canonicalize()
+        .with_context(|| format!("--module {}", args.module.display()))?;
+    let BenchServer { server, base, dir } = start_server().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let mut config = skiff_client::Config::new(&base)?;
+    config.token = Some(TOKEN.into());
+    let client = skiff_client::Client::new(config)?;
+    let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
+        client.clone(),
+        Default::default(),
+    ));
+    let runtime = skiff_runtime::Runtime::new(skiff_runtime::RuntimeConfig {
+        cache_dir: Some(dir.path().join("compiled")),
+        max_instances: (args.burst + args.sequential + 16) as u32,
+        ..Default::default()
+    })?;
+    let node_config = skiff_node::NodeConfig::new("bench-node", dir.path().join("node"));
+    let node = tokio::spawn(skiff_node::run(node_config, client, runtime));
+    println!("skiff bench pods");
+    println!(
+        "conditions: API server, scheduler, one node agent and the load generator in one process, {} cores, durable sled store; pods run {} (idle); latency is from the create request to the watch showing the pod Running with its container running",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        module.display()
+    );
+    let pods_url = format!("{base}/api/v1/namespaces/default/pods");
+    let list: serde_json::Value = http
+        .get(&pods_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let from = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list has no resourceVersion")?
+        .to_string();
+    let response = http
+        .get(format!("{pods_url}?watch=1&resourceVersion={from}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (running_tx, mut running_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Duration)>();
+    let watcher = {
+        let sent_at = sent_at.clone();
+        tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut buffer = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buffer.extend_from_slice(&chunk);
+                while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=pos).collect();
+                    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let pod = &event["object"];
+                    let running = pod["status"]["phase"] == "Running"
+                        && pod["status"]["containerStatuses"][0]["state"]["running"].is_object();
+                    let name = pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if running && seen.insert(name.clone()) {
+                        let sent = sent_at.lock().expect("not poisoned").get(&name).copied();
+                        if let Some(sent) = sent {
+                            let _ = running_tx.send((name, sent.elapsed()));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let body = |name: &str| {
+        json!({
+            "metadata": { "name": name },
+            "spec": { "containers": [{
+                "name": "main", "image": format!("file:{}", module.display()),
+                "env": [{ "name": "TICK_MS", "value": "3600000" }],
+            }] },
+        })
+    };
+    // One at a time: the module is compiled by the first and cached for the rest.
+    let mut sequential = Vec::new();
+    for i in 0..=args.sequential {
+        let name = format!("one-{i:04}");
+        sent_at
+            .lock()
+            .expect("not poisoned")
+            .insert(name.clone(), Instant::now());
+        let response = http
+            .post(&pods_url)
+            .bearer_auth(TOKEN)
+            .json(&body(&name))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("create answered {}", response.status());
+        }
+        let (_, latency) = tokio::time::timeout(Duration::from_secs(60), running_rx.recv())
+            .await
+            .context("a pod did not run within 60 s")?
+            .context("the watch ended")?;
+        if i > 0 {
+            sequential.push(latency);
+        }
+    }
+    let (p50, p99, max) = percentiles(&mut sequential);
+    println!();
+    println!("| measurement | pods | p50 ms | p99 ms | max ms | wall s |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| one pod at a time (warm module cache) | {} | {:.1} | {:.1} | {:.1} | - |",
+        sequential.len(),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let names: Vec<String> = (0..args.burst).map(|i| format!("burst-{i:05}")).collect();
+    let queue = Arc::new(Mutex::new(names.clone()));
+    let mut creators = Vec::new();
+    for _ in 0..32 {
+        let http = http.clone();
+        let queue = queue.clone();
+        let sent_at = sent_at.clone();
+        let pods_url = pods_url.clone();
+        let module = module.clone();
+        creators.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("not poisoned").pop();
+                let Some(name) = next else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                let body = json!({
+                    "metadata": { "name": name },
+                    "spec": { "containers": [{
+                        "name": "main", "image": format!("file:{}", module.display()),
+                        "env": [{ "name": "TICK_MS", "value": "3600000" }],
+                    }] },
+                });
+                sent_at
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(name.clone(), Instant::now());
+                let response = http
+                    .post(&pods_url)
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    bail!("create answered {}", response.status());
+                }
+            }
+        }));
+    }
+    for creator in creators {
+        creator.await??;
+    }
+    let mut burst = Vec::with_capacity(args.burst);
+    let mut last_report = Instant::now();
+    while burst.len() < args.burst {
+        let (_, latency) = tokio::time::timeout(Duration::from_secs(120), running_rx.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "only {} of {} burst pods ran within 120 s",
+                    burst.len(),
+                    args.burst
+                )
+            })?
+            .context("the watch ended")?;
+        burst.push(latency);
+        if last_report.elapsed() > Duration::from_secs(2) {
+            eprintln!("... {} of {} pods Running", burst.len(), args.burst);
+            last_report = Instant::now();
+        }
+    }
+    let wall = started.elapsed();
+    let (p50, p99, max) = percentiles(&mut burst);
+    println!(
+        "| burst of {} pods created at once | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+        args.burst,
+        burst.len(),
+        ms(p50),
+        ms(p99),
+        ms(max),
+        wall.as_secs_f64()
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_bytes()) {
+        println!(
+            "process memory grew {:.1} MiB for {} running pods: {:.1} KiB per pod (node, API server and watch caches included)",
+            (after.saturating_sub(before)) as f64 / (1024.0 * 1024.0),
+            args.burst,
+            (after.saturating_sub(before)) as f64 / 1024.0 / args.burst as f64
+        );
+    }
+    watcher.abort();
+    node.abort();
+    scheduler.abort();
+    server.close_watches();
+    Ok(())
+}
+
+/// Resident memory of this process, from /proc where there is one.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 async fn create_namespace(http: &reqwest::Client, base: &str, name: &str) -> Result<()> {
