@@ -486,15 +486,6 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
             }
         })
     };
-    let body = |name: &str| {
-        json!({
-            "metadata": { "name": name },
-            "spec": { "containers": [{
-                "name": "main", "image": format!("file:{}", module.display()),
-                "env": [{ "name": "TICK_MS", "value": "3600000" }],
-            }] },
-        })
-    };
     // One at a time: the module is compiled by the first and cached for the rest.
     let mut sequential = Vec::new();
     for i in 0..=args.sequential {
@@ -506,7 +497,7 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
         let response = http
             .post(&pods_url)
             .bearer_auth(TOKEN)
-            .json(&body(&name))
+            .json(&idle_pod(&name, &module))
             .send()
             .await?;
         if !response.status().is_success() {
@@ -549,13 +540,7 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
                 let Some(name) = next else {
                     return Ok::<_, anyhow::Error>(());
                 };
-                let body = json!({
-                    "metadata": { "name": name },
-                    "spec": { "containers": [{
-                        "name": "main", "image": format!("file:{}", module.display()),
-                        "env": [{ "name": "TICK_MS", "value": "3600000" }],
-                    }] },
-                });
+                let body = idle_pod(&name, &module);
                 sent_at
                     .lock()
                     .expect("not poisoned")
@@ -618,6 +603,17 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
     scheduler.abort();
     server.close_watches();
     Ok(())
+}
+
+/// A pod running `module` that sits idle (a tick an hour).
+fn idle_pod(name: &str, module: &std::path::Path) -> serde_json::Value {
+    json!({
+        "metadata": { "name": name },
+        "spec": { "containers": [{
+            "name": "main", "image": format!("file:{}", module.display()),
+            "env": [{ "name": "TICK_MS", "value": "3600000" }],
+        }] },
+    })
 }
 
 /// Resident memory of this process, from /proc where there is one.

@@ -2,18 +2,12 @@
 //! tests play the node agent by writing pod status.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use skiff_api::core::Pod;
-use skiff_client::{Api, Client, Config, ListParams, Patch};
-use skiff_control_plane::apiserver::auth::{Authenticator, User};
-use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
+use skiff_client::{Api, Client, ListParams, Patch};
 use skiff_control_plane::controllers::{self, ControllerConfig};
-use skiff_control_plane::store::sled::SledStore;
-
-pub const TOKEN: &str = "controllers-test-token";
 
 /// A task aborted on drop.
 pub struct Task(pub tokio::task::JoinHandle<()>);
@@ -27,40 +21,15 @@ impl Drop for Task {
 /// An API server serving on a local port.
 pub struct Cluster {
     pub client: Client,
-    _server: Task,
-    _dir: tempfile::TempDir,
+    _server: crate::support::HttpServer,
 }
 
 impl Cluster {
     pub async fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SledStore::open(dir.path()).expect("open store");
-        let mut auth = Authenticator::default();
-        auth.add_token(
-            TOKEN,
-            User {
-                name: "admin".into(),
-                groups: vec![],
-            },
-        );
-        let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
-            .await
-            .expect("server");
-        let router = server.router();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve");
-        });
-        let mut config = Config::new(&format!("http://{address}")).expect("config");
-        config.token = Some(TOKEN.into());
-        let client = Client::new(config).expect("client");
+        let server = crate::support::HttpServer::start().await;
         Cluster {
-            client,
-            _server: Task(task),
-            _dir: dir,
+            client: server.client.clone(),
+            _server: server,
         }
     }
 
