@@ -57,7 +57,7 @@ async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
     for name in ["p1", "p2", "p3"] {
         server.test.create(PODS, pod(name, "600m")).await;
     }
-    let wait = Duration::from_secs(20);
+    let wait = Duration::from_secs(60);
     let first = eventually("p1 bound", wait, || node_of(&server, "p1")).await;
     let second = eventually("p2 bound", wait, || node_of(&server, "p2")).await;
     assert_ne!(first, second, "600m pods on 1-CPU nodes cannot share one");
@@ -138,7 +138,7 @@ async fn most_allocated_packs_and_least_allocated_spreads() {
             server.test.create(PODS, pod(&name, "100m")).await;
             // One at a time, so each decision sees the previous one.
             nodes.insert(
-                eventually("bound", Duration::from_secs(20), || node_of(&server, &name)).await,
+                eventually("bound", Duration::from_secs(60), || node_of(&server, &name)).await,
             );
         }
         assert_eq!(
