@@ -102,6 +102,16 @@ async fn apply_one(
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_else(|| json!({}));
     let mut patch = merge_diff(&previous, &without_last_applied(object));
+    let live_applied = live
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            LAST_APPLIED.replace('/', "~1")
+        ))
+        .and_then(Value::as_str);
+    if patch.as_object().is_some_and(|p| p.is_empty()) && live_applied == Some(applied.as_str()) {
+        // Nothing the manifest says has changed: no request, as kubectl.
+        return Ok(format!("{}/{name} unchanged", kind.display()));
+    }
     // The annotation itself always follows the manifest.
     let patch_map = patch.as_object_mut().context("a manifest is an object")?;
     let meta = patch_map.entry("metadata").or_insert_with(|| json!({}));
@@ -115,20 +125,13 @@ async fn apply_one(
     if let Some(annotations) = meta["annotations"].as_object_mut() {
         annotations.insert(LAST_APPLIED.into(), Value::String(applied));
     }
-    let before = live.pointer("/metadata/resourceVersion").cloned();
-    let patched = api
-        .client()
+    api.client()
         .request_patch(
             &kind.path(ns, Some(&name)),
             &skiff_client::Patch::Merge(patch),
         )
         .await?;
-    let verb = if patched.pointer("/metadata/resourceVersion").cloned() == before {
-        "unchanged"
-    } else {
-        "configured"
-    };
-    Ok(format!("{}/{name} {verb}", kind.display()))
+    Ok(format!("{}/{name} configured", kind.display()))
 }
 
 fn without_last_applied(object: &Value) -> Value {

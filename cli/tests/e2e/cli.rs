@@ -94,7 +94,7 @@ fn apply_get_describe_delete() {
         "{table}"
     );
     assert!(
-        lines[1].starts_with("web") && lines[1].contains("0/4"),
+        lines[1].starts_with("web") && lines[1].contains("/4 "),
         "{table}"
     );
 
