@@ -124,7 +124,7 @@ fn pods_spread_wait_for_a_fitting_node_and_survive_a_node_agent_restart() {
         pod(&server, "pinned")["status"]["phase"] == "Running"
     });
     node1.kill();
-    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
+    let mut node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
     wait_for(
         "pinned running again after the agent restarted",
         Duration::from_secs(60),
@@ -164,5 +164,51 @@ fn pods_spread_wait_for_a_fitting_node_and_survive_a_node_agent_restart() {
                 .collect();
             running.len() == 6 && running.iter().all(|p| p["spec"]["nodeName"] != "node-2")
         },
+    );
+
+    // A node dies (SIGKILL): the node lifecycle controller marks it unreachable and
+    // evicts its pods, and their replicas run again on the nodes that are left.
+    let on_node1 = |server: &Server| {
+        let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["spec"]["nodeName"] == "node-1")
+            .count()
+    };
+    assert!(
+        on_node1(&server) > 0,
+        "node-1 runs some replicas before it dies"
+    );
+    let killed = std::time::Instant::now();
+    node1.kill();
+    wait_for(
+        "six replicas Running on the nodes that are left",
+        Duration::from_secs(90),
+        || {
+            let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
+            let running: Vec<&Value> = pods["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .collect();
+            running.len() == 6
+                && running
+                    .iter()
+                    .all(|p| p["spec"]["nodeName"] != "node-1" && p["spec"]["nodeName"] != "node-2")
+        },
+    );
+    eprintln!(
+        "replicas of a killed node running elsewhere {:.1?} after the kill",
+        killed.elapsed()
+    );
+    let node = server.get("/api/v1/nodes/node-1");
+    assert!(
+        node["spec"]["taints"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable")),
+        "{node}"
     );
 }

@@ -16,6 +16,7 @@ pub mod expectations;
 pub mod gc;
 pub mod leader;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod replicaset;
 
 use std::future::Future;
@@ -85,6 +86,8 @@ pub struct ControllerConfig {
     pub max_requeue: Duration,
     /// The `source.component` of events. Default `skiff-controller-manager`.
     pub component: String,
+    /// When nodes count as lost and their pods move.
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
 }
 
 impl Default for ControllerConfig {
@@ -97,6 +100,7 @@ impl Default for ControllerConfig {
             namespace_recheck: Duration::from_secs(2),
             max_requeue: Duration::from_secs(10),
             component: "skiff-controller-manager".into(),
+            node_lifecycle: Default::default(),
         }
     }
 }
@@ -196,7 +200,13 @@ pub async fn run_controllers(client: Client, config: ControllerConfig) {
         client.clone(),
         &informers,
     ));
+    let node_lifecycle = nodelifecycle::NodeLifecycleController::new(
+        client.clone(),
+        config.node_lifecycle,
+        recorder.clone(),
+    );
     futures::join!(
+        node_lifecycle.run(informers.pods.store()),
         replicasets.run(&informers, &config),
         deployments.run(&informers, &config),
         gc.run(&informers, &config),

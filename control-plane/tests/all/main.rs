@@ -6,6 +6,7 @@ mod controllers_deployment;
 mod controllers_endpoints;
 mod controllers_gc;
 mod controllers_leader;
+mod controllers_nodelifecycle;
 mod controllers_replicaset;
 mod controllers_support;
 mod scheduler;
