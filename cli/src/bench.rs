@@ -338,25 +338,8 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
     println!("created {} nodes and {} pods", args.nodes, args.pods);
 
     // Count bindings through a watch that started before the scheduler.
-    let list: serde_json::Value = http
-        .get(format!("{base}/api/v1/pods?limit=1"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let from = list["metadata"]["resourceVersion"]
-        .as_str()
-        .context("list has no resourceVersion")?
-        .to_string();
-    let response = http
-        .get(format!("{base}/api/v1/pods?watch=1&resourceVersion={from}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?;
-    let mut config = skiff_client::Config::new(&base)?;
-    config.token = Some(TOKEN.into());
-    let client = skiff_client::Client::new(config)?;
+    let response = watch_from_now(&http, &format!("{base}/api/v1/pods")).await?;
+    let client = bench_client(&base)?;
     let started = Instant::now();
     let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
         client,
@@ -415,9 +398,7 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let mut config = skiff_client::Config::new(&base)?;
-    config.token = Some(TOKEN.into());
-    let client = skiff_client::Client::new(config)?;
+    let client = bench_client(&base)?;
     let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
         client.clone(),
         Default::default(),
@@ -438,22 +419,7 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
         module.display()
     );
     let pods_url = format!("{base}/api/v1/namespaces/default/pods");
-    let list: serde_json::Value = http
-        .get(&pods_url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let from = list["metadata"]["resourceVersion"]
-        .as_str()
-        .context("list has no resourceVersion")?
-        .to_string();
-    let response = http
-        .get(format!("{pods_url}?watch=1&resourceVersion={from}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await?;
+    let response = watch_from_now(&http, &pods_url).await?;
     let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (running_tx, mut running_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Duration)>();
     let watcher = {
@@ -603,6 +569,32 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
     scheduler.abort();
     server.close_watches();
     Ok(())
+}
+
+/// A watch of `url` from its current state: every change after now.
+async fn watch_from_now(http: &reqwest::Client, url: &str) -> Result<reqwest::Response> {
+    let list: serde_json::Value = http
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let from = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list has no resourceVersion")?;
+    Ok(http
+        .get(format!("{url}?watch=1&resourceVersion={from}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?)
+}
+
+/// A client of the bench's server, as the scheduler and the node use.
+fn bench_client(base: &str) -> Result<skiff_client::Client> {
+    let mut config = skiff_client::Config::new(base)?;
+    config.token = Some(TOKEN.into());
+    Ok(skiff_client::Client::new(config)?)
 }
 
 /// A pod running `module` that sits idle (a tick an hour).
