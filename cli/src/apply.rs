@@ -27,7 +27,7 @@ pub async fn run(api: &Api, namespace: Option<&str>, args: ApplyArgs) -> Result<
     let mut failed = false;
     for manifest in manifests {
         match apply_one(api, &kinds, namespace, &manifest).await {
-            Ok(line) => println!("{line}"),
+            Ok(line) => outln!("{line}"),
             Err(error) => {
                 eprintln!("error: {}: {error:#}", manifest.source);
                 failed = true;

@@ -130,21 +130,21 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
     };
 
     match output {
-        Output::Yaml if args.names.len() == 1 => print!("{}", serde_yaml::to_string(&items[0])?),
+        Output::Yaml if args.names.len() == 1 => out!("{}", serde_yaml::to_string(&items[0])?),
         Output::Json if args.names.len() == 1 => {
-            println!("{}", serde_json::to_string_pretty(&items[0])?)
+            outln!("{}", serde_json::to_string_pretty(&items[0])?)
         }
         Output::Yaml | Output::Json => {
             let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "" }, "items": items });
             if output == Output::Yaml {
-                print!("{}", serde_yaml::to_string(&list)?);
+                out!("{}", serde_yaml::to_string(&list)?);
             } else {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             }
         }
         Output::Name => {
             for item in &items {
-                println!(
+                outln!(
                     "{}/{}",
                     kind.display(),
                     item.pointer("/metadata/name")
@@ -161,7 +161,7 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
                 }
             } else {
                 let (headers, rows) = table_rows(&kind, &items, wide, show_namespace);
-                print!("{}", table::render(&headers, &rows));
+                out!("{}", table::render(&headers, &rows));
             }
         }
     }
@@ -195,7 +195,7 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
                     let headers = table::columns(&kind.kind, wide);
                     // Rows of a watch line up under the first table only roughly, as kubectl's.
                     let text = table::render(&headers, &rows);
-                    print!(
+                    out!(
                         "{}",
                         text.lines()
                             .skip(1)
@@ -203,9 +203,9 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
                             .collect::<String>()
                     );
                 }
-                Output::Yaml => print!("---\n{}", serde_yaml::to_string(object)?),
-                Output::Json => println!("{}", serde_json::to_string_pretty(object)?),
-                Output::Name => println!(
+                Output::Yaml => out!("---\n{}", serde_yaml::to_string(object)?),
+                Output::Json => outln!("{}", serde_json::to_string_pretty(object)?),
+                Output::Name => outln!(
                     "{}/{}",
                     kind.display(),
                     object
@@ -271,7 +271,7 @@ pub async fn describe(api: &Api, args: DescribeArgs) -> Result<u8> {
         .await?;
     let meta = &object["metadata"];
     let field = |label: &str, value: &str| {
-        println!(
+        outln!(
             "{:<20}{}",
             format!("{label}:"),
             if value.is_empty() { "<none>" } else { value }
@@ -317,9 +317,9 @@ pub async fn describe(api: &Api, args: DescribeArgs) -> Result<u8> {
     }
     for section in ["spec", "data", "status"] {
         if let Some(value) = object.get(section).filter(|v| !v.is_null()) {
-            println!("{}:", capitalize(section));
+            outln!("{}:", capitalize(section));
             for line in serde_yaml::to_string(value)?.lines() {
-                println!("  {line}");
+                outln!("  {line}");
             }
         }
     }
@@ -334,9 +334,9 @@ pub async fn describe(api: &Api, args: DescribeArgs) -> Result<u8> {
         .context("reading events")?;
     let items = events["items"].as_array().cloned().unwrap_or_default();
     if items.is_empty() {
-        println!("Events:             <none>");
+        outln!("Events:             <none>");
     } else {
-        println!("Events:");
+        outln!("Events:");
         let rows: Vec<Vec<String>> = items
             .iter()
             .map(|e| {
@@ -353,7 +353,7 @@ pub async fn describe(api: &Api, args: DescribeArgs) -> Result<u8> {
             })
             .collect();
         for line in table::render(&["Type", "Reason", "Age", "From", "Message"], &rows).lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     Ok(0)
@@ -458,7 +458,7 @@ pub async fn delete(api: &Api, args: DeleteArgs) -> Result<u8> {
             path.push_str(&format!("&gracePeriodSeconds={grace}"));
         }
         match api.call(skiff_client::Method::DELETE, &path, None).await {
-            Ok(_) => println!("{} {name:?} deleted", kind.display()),
+            Ok(_) => outln!("{} {name:?} deleted", kind.display()),
             Err(error) => {
                 eprintln!("error: {error}");
                 failed = true;

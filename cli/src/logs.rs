@@ -61,8 +61,9 @@ pub async fn run(api: &Api, args: LogsArgs) -> Result<u8> {
         .await?;
     let mut stdout = std::io::stdout();
     while let Some(chunk) = body.next().await {
-        stdout.write_all(&chunk?)?;
-        stdout.flush()?;
+        if let Err(error) = stdout.write_all(&chunk?).and_then(|()| stdout.flush()) {
+            crate::stdout_failed(error);
+        }
     }
     Ok(0)
 }

@@ -1,5 +1,27 @@
 //! `skiff`: run a cluster (`server`) and talk to it (`apply`, `get`, `describe`, `delete`).
 
+/// `println!` for command output: a reader that went away (`skiff get pods | head -1`)
+/// ends the program quietly with success, as with other command-line tools, instead
+/// of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::stdout_failed(error);
+        }
+    }};
+}
+
+/// `print!` with [`outln!`]'s handling of a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = write!(std::io::stdout(), $($arg)*) {
+            $crate::stdout_failed(error);
+        }
+    }};
+}
+
 mod api;
 mod apply;
 mod bench;
@@ -134,6 +156,16 @@ async fn run(cli: Cli) -> Result<u8> {
             get::delete(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
     }
+}
+
+/// What writing command output failing means: a closed pipe ends the program quietly;
+/// anything else is reported.
+pub fn stdout_failed(error: std::io::Error) {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing output: {error}");
+    std::process::exit(1);
 }
 
 /// Resolves on SIGINT or SIGTERM.

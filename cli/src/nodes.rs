@@ -21,7 +21,7 @@ pub async fn cordon(api: &Api, args: NodeNameArgs, unschedulable: bool) -> Resul
             &skiff_client::Patch::Merge(patch),
         )
         .await?;
-    println!(
+    outln!(
         "node/{} {}",
         args.node,
         if unschedulable {
@@ -63,7 +63,7 @@ pub async fn drain(api: &Api, args: NodeNameArgs) -> Result<u8> {
             )
             .await
         {
-            Ok(_) => println!("evicting pod {namespace}/{name}"),
+            Ok(_) => outln!("evicting pod {namespace}/{name}"),
             Err(error) if error.is_not_found() => {}
             Err(error) => return Err(error.into()),
         }
@@ -83,6 +83,6 @@ pub async fn drain(api: &Api, args: NodeNameArgs) -> Result<u8> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    println!("node/{} drained", args.node);
+    outln!("node/{} drained", args.node);
     Ok(0)
 }

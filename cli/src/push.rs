@@ -34,7 +34,7 @@ pub async fn run(api: &Api, args: PushArgs) -> Result<u8> {
         .await?;
     let answer: serde_json::Value =
         serde_json::from_slice(&answer).context("decoding the store's answer")?;
-    println!(
+    outln!(
         "{}:{} {}",
         answer["name"].as_str().unwrap_or_default(),
         answer["tag"].as_str().unwrap_or_default(),

@@ -118,8 +118,14 @@ impl Runtime {
                     dir: dir.clone(),
                     source: source.into(),
                 })?;
+                // wasmtime wants an absolute path; a relative one (`--data-dir skiff-data`)
+                // is taken from the current directory, as everywhere else.
+                let dir = std::path::absolute(dir).map_err(|source| EngineError::Cache {
+                    dir: dir.clone(),
+                    source: source.into(),
+                })?;
                 let mut cache_config = CacheConfig::new();
-                cache_config.with_directory(dir);
+                cache_config.with_directory(&dir);
                 let cache = Cache::new(cache_config).map_err(|source| EngineError::Cache {
                     dir: dir.clone(),
                     source: source.into(),

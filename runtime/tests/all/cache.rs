@@ -50,3 +50,25 @@ fn a_new_runtime_with_the_same_cache_dir_loads_from_disk() {
     );
     assert_eq!(second.cache_stats().hits, 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_relative_cache_dir_works() {
+    // `skiff server --data-dir skiff-data` hands the runtime a relative path.
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let ups = cwd.components().count() - 1;
+    let relative: std::path::PathBuf = std::iter::repeat_n("..", ups)
+        .collect::<std::path::PathBuf>()
+        .join(dir.path().strip_prefix("/").unwrap())
+        .join("compiled");
+    assert!(relative.is_relative());
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(relative),
+        pooling: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("a relative cache directory is taken from the current directory");
+    runtime.load_file(skiff_samples::HELLO).unwrap();
+    assert!(dir.path().join("compiled").exists());
+}
