@@ -34,6 +34,7 @@ mod node;
 mod nodes;
 mod push;
 mod resources;
+mod rollout;
 mod run;
 mod server;
 mod table;
@@ -80,6 +81,18 @@ enum Command {
     Get(get::GetArgs),
     /// Show one object in detail, with its events.
     Describe(get::DescribeArgs),
+    /// Set the replicas of a Deployment or ReplicaSet.
+    Scale(rollout::ScaleArgs),
+    /// Change something of a Deployment's template.
+    Set {
+        #[command(subcommand)]
+        what: SetCommand,
+    },
+    /// Follow a Deployment's rollout.
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutCommand,
+    },
     /// Put a wasm module in the cluster's module store.
     Push(push::PushArgs),
     /// Print (or follow) the logs of a pod's container.
@@ -88,6 +101,18 @@ enum Command {
     Delete(get::DeleteArgs),
     /// Measure skiff's performance.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SetCommand {
+    /// Set container images: `skiff set image deploy/web main=web:v2`.
+    Image(rollout::SetImageArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Wait for the rollout to finish, showing its progress.
+    Status(rollout::RolloutStatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -146,6 +171,15 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Describe(args) => {
             get::describe(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
+        Command::Scale(args) => {
+            rollout::scale(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Set {
+            what: SetCommand::Image(args),
+        } => rollout::set_image(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
+        Command::Rollout {
+            what: RolloutCommand::Status(args),
+        } => rollout::status(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
         Command::Push(args) => {
             push::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }

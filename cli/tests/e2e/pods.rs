@@ -297,6 +297,48 @@ fn a_deployment_runs_its_replicas_scales_and_is_deleted_with_them() {
         running(&server) == 5
     });
 
+    // The same through the CLI, then a rollout to a new image, followed to its end.
+    assert_eq!(
+        skiff(&server, &["scale", "deploy/ticker", "--replicas", "2"]),
+        "deploy/ticker scaled to 2 replicas\n"
+    );
+    wait_for("2 replicas Running", Duration::from_secs(60), || {
+        running(&server) == 2
+    });
+    let new_image = format!("file://{}", skiff_samples::TICKER);
+    assert_eq!(
+        skiff(
+            &server,
+            &[
+                "set",
+                "image",
+                "deploy/ticker",
+                &format!("main={new_image}")
+            ]
+        ),
+        "deployment.apps/ticker image updated\n"
+    );
+    let status = skiff(
+        &server,
+        &["rollout", "status", "deploy/ticker", "--timeout", "60s"],
+    );
+    assert!(
+        status.ends_with("deployment \"ticker\" successfully rolled out\n"),
+        "{status}"
+    );
+    let pods = server.get(&format!("{PODS}?labelSelector=app%3Dticker"));
+    let images: Vec<&str> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap())
+        .collect();
+    assert!(
+        images.len() == 2 && images.iter().all(|i| *i == new_image),
+        "{images:?}"
+    );
+
     let (status, _) = server.send(Method::DELETE, &format!("{deployments}/ticker"), None);
     assert_eq!(status, 200);
     wait_for(
