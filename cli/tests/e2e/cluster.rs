@@ -29,6 +29,18 @@ fn ready_nodes(server: &Server) -> HashSet<String> {
         .collect()
 }
 
+/// The nodes of the `spread` Deployment's Running replicas, one entry per replica.
+fn running_replica_nodes(server: &Server) -> Vec<String> {
+    let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn pod(server: &Server, name: &str) -> Value {
     server.get(&format!("{PODS}/{name}"))
 }
@@ -64,18 +76,8 @@ fn pods_spread_wait_for_a_fitting_node_and_survive_a_node_agent_restart() {
         "six replicas Running on three nodes",
         Duration::from_secs(60),
         || {
-            let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
-            let running: Vec<&Value> = pods["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["status"]["phase"] == "Running")
-                .collect();
-            let nodes: HashSet<&str> = running
-                .iter()
-                .filter_map(|p| p["spec"]["nodeName"].as_str())
-                .collect();
-            running.len() == 6 && nodes.len() == 3
+            let nodes = running_replica_nodes(&server);
+            nodes.len() == 6 && nodes.iter().collect::<HashSet<_>>().len() == 3
         },
     );
 
@@ -155,30 +157,15 @@ fn pods_spread_wait_for_a_fitting_node_and_survive_a_node_agent_restart() {
         "six replicas Running, none on the drained node",
         Duration::from_secs(60),
         || {
-            let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
-            let running: Vec<&Value> = pods["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["status"]["phase"] == "Running")
-                .collect();
-            running.len() == 6 && running.iter().all(|p| p["spec"]["nodeName"] != "node-2")
+            let nodes = running_replica_nodes(&server);
+            nodes.len() == 6 && nodes.iter().all(|n| n != "node-2")
         },
     );
 
     // A node dies (SIGKILL): the node lifecycle controller marks it unreachable and
     // evicts its pods, and their replicas run again on the nodes that are left.
-    let on_node1 = |server: &Server| {
-        let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
-        pods["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["spec"]["nodeName"] == "node-1")
-            .count()
-    };
     assert!(
-        on_node1(&server) > 0,
+        running_replica_nodes(&server).iter().any(|n| n == "node-1"),
         "node-1 runs some replicas before it dies"
     );
     let killed = std::time::Instant::now();
@@ -187,17 +174,8 @@ fn pods_spread_wait_for_a_fitting_node_and_survive_a_node_agent_restart() {
         "six replicas Running on the nodes that are left",
         Duration::from_secs(90),
         || {
-            let pods = server.get(&format!("{PODS}?labelSelector=app%3Dspread"));
-            let running: Vec<&Value> = pods["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["status"]["phase"] == "Running")
-                .collect();
-            running.len() == 6
-                && running
-                    .iter()
-                    .all(|p| p["spec"]["nodeName"] != "node-1" && p["spec"]["nodeName"] != "node-2")
+            let nodes = running_replica_nodes(&server);
+            nodes.len() == 6 && nodes.iter().all(|n| n != "node-1" && n != "node-2")
         },
     );
     eprintln!(
