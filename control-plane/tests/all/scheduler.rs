@@ -54,12 +54,15 @@ async fn places_spreads_reports_unschedulable_and_retries_when_a_node_joins() {
             ..Default::default()
         },
     );
-    for name in ["p1", "p2", "p3"] {
+    // p1 and p2 first: pods are taken in no promised order, so p3 comes once both are
+    // placed, to be the one that fits nowhere.
+    for name in ["p1", "p2"] {
         server.test.create(PODS, pod(name, "600m")).await;
     }
     let wait = Duration::from_secs(60);
     let first = eventually("p1 bound", wait, || node_of(&server, "p1")).await;
     let second = eventually("p2 bound", wait, || node_of(&server, "p2")).await;
+    server.test.create(PODS, pod("p3", "600m")).await;
     assert_ne!(first, second, "600m pods on 1-CPU nodes cannot share one");
     assert!(
         ["a", "b"].contains(&first.as_str()) && ["a", "b"].contains(&second.as_str()),
