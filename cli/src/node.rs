@@ -76,6 +76,7 @@ pub async fn run_agent(
     let name = options.name.clone().unwrap_or_else(host_name);
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(data_dir.join("compiled")),
+        max_instances: pool_size(options.max_pods),
         ..RuntimeConfig::default()
     })
     .context("starting the wasm runtime")?;
@@ -87,6 +88,15 @@ pub async fn run_agent(
     config.labels = options.labels.iter().cloned().collect();
     skiff_node::run(config, client, runtime).await?;
     Ok(())
+}
+
+/// Instances the runtime's pool holds for a node of `max_pods`: one per pod (most pods
+/// have one container), and room for the requests being served at once (every request
+/// to a wasi:http container is an instance of its own). Beyond the pool, containers fail
+/// to start with a clear error; a host that refuses to reserve the pool's address space
+/// falls back to allocating on demand.
+fn pool_size(max_pods: u32) -> u32 {
+    max_pods.saturating_add(1024)
 }
 
 fn host_name() -> String {

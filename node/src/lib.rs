@@ -10,6 +10,7 @@ mod env;
 mod images;
 pub mod logs;
 mod pod;
+mod probe;
 mod register;
 mod volumes;
 
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::core::Pod;
+use skiff_api::core::{ConfigMap, Pod, Secret};
 use skiff_client::{Api, Client, Informer, ObjectRef, Store, WatcherParams};
 use skiff_runtime::Runtime;
 
@@ -91,6 +92,10 @@ pub struct NodeContext {
     pub pods: Store<Pod>,
     /// Log files being written, for followers.
     pub logs: logs::LiveLogs,
+    /// Every ConfigMap, watched to keep the pods' projected volumes current.
+    pub config_maps: Informer<ConfigMap>,
+    /// Every Secret, watched for the same reason.
+    pub secrets: Informer<Secret>,
 }
 
 /// Why the agent stopped.
@@ -123,6 +128,8 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
     let ctx = Arc::new(NodeContext {
         pods: informer.store(),
         logs: logs::LiveLogs::default(),
+        config_maps: Informer::new(Api::all(client.clone()), WatcherParams::default()),
+        secrets: Informer::new(Api::all(client.clone()), WatcherParams::default()),
         config,
         client,
         runtime,
@@ -151,8 +158,17 @@ async fn sync_pods(ctx: Arc<NodeContext>, informer: Informer<Pod>) {
     let store = informer.store();
     let mut changes = informer.subscribe();
     let mut workers: HashMap<ObjectRef, PodWorker> = HashMap::new();
+    let mut seen = 0u64;
     while let Some(key) = changes.next().await {
-        workers.retain(|_, worker| !worker.is_finished());
+        // Workers end on their own only when something went wrong; sweeping them now and
+        // then (not on every change) keeps a burst of changes linear in the pods.
+        seen += 1;
+        if seen % 1024 == 0 {
+            workers.retain(|_, worker| !worker.is_finished());
+        }
+        if workers.get(&key).is_some_and(|worker| worker.is_finished()) {
+            workers.remove(&key);
+        }
         match store.get(&key) {
             Some(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();

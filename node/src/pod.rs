@@ -7,6 +7,7 @@
 //! remove the object. Each app container has a task of its own that runs it, waits for
 //! it, and decides about restarts; the worker gathers their states into the pod status.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::NodeContext;
 use crate::logs::{FileSink, log_path};
+use crate::probe::{self, Probes, Target};
 
 /// Handle of a pod's worker. Dropping it aborts the worker (and with it every container).
 pub struct PodWorker {
@@ -180,14 +182,27 @@ impl Worker {
     /// Runs init containers, then the app containers until they are done or the pod
     /// is deleted.
     async fn run_containers(&mut self, updates: &mut watch::Receiver<Option<Arc<Pod>>>) {
-        let volumes = match crate::volumes::prepare(&self.ctx, &self.pod, &self.dir).await {
-            Ok(volumes) => volumes,
-            Err(error) => {
-                for status in &mut self.statuses {
-                    status.state = waiting("CreateContainerConfigError", Some(error.to_string()));
+        let mut sources = SourceChanges::new(&self.ctx, &self.pod);
+        // A missing ConfigMap or Secret may yet be created: try again when one of the
+        // pod's sources changes (or after a while, for API errors), until deleted.
+        let volumes = loop {
+            match crate::volumes::prepare(&self.ctx, &self.pod, &self.dir).await {
+                Ok(volumes) => break volumes,
+                Err(error) => {
+                    for status in &mut self.statuses {
+                        status.state =
+                            waiting("CreateContainerConfigError", Some(error.to_string()));
+                    }
+                    self.write_status().await;
                 }
-                self.write_status().await;
-                return;
+            }
+            tokio::select! {
+                () = sources.next() => {}
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                deleted = wait_deleted(updates) => {
+                    self.pod = deleted.unwrap_or_else(|| self.pod.clone());
+                    return;
+                }
             }
         };
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -284,6 +299,12 @@ impl Worker {
                     stopping = true;
                     self.pod = deleted.unwrap_or_else(|| self.pod.clone());
                     stop_tx.send_replace(Some(self.grace()));
+                }
+                () = sources.next(), if !stopping => {
+                    if let Err(error) = crate::volumes::refresh(&self.ctx, &self.pod, &self.dir).await {
+                        // The files keep their last content, as the kubelet leaves them.
+                        tracing::warn!(pod = %self.pod.metadata.name(), %error, "updating projected volumes failed");
+                    }
                 }
             }
         }
@@ -409,6 +430,56 @@ impl Worker {
     }
 }
 
+/// Changes of the ConfigMaps and Secrets a pod's volumes project.
+struct SourceChanges {
+    namespace: String,
+    config_maps: Option<skiff_client::Changes<skiff_api::core::ConfigMap>>,
+    secrets: Option<skiff_client::Changes<skiff_api::core::Secret>>,
+    names: Vec<(&'static str, String)>,
+}
+
+impl SourceChanges {
+    fn new(ctx: &NodeContext, pod: &Pod) -> SourceChanges {
+        let names = crate::volumes::sources(pod);
+        let wants = |kind: &str| names.iter().any(|(k, _)| *k == kind);
+        SourceChanges {
+            namespace: pod.metadata.namespace().to_string(),
+            config_maps: wants("configmap").then(|| ctx.config_maps.subscribe()),
+            secrets: wants("secret").then(|| ctx.secrets.subscribe()),
+            names,
+        }
+    }
+
+    /// Resolves when one of the sources changes (appears, changes or goes); never if
+    /// the pod projects none.
+    async fn next(&mut self) {
+        loop {
+            let (kind, key) = tokio::select! {
+                Some(key) = next_key(&mut self.config_maps) => ("configmap", key),
+                Some(key) = next_key(&mut self.secrets) => ("secret", key),
+                else => return std::future::pending().await,
+            };
+            let ours = key.namespace.as_deref() == Some(self.namespace.as_str())
+                && self
+                    .names
+                    .iter()
+                    .any(|(k, name)| *k == kind && *name == key.name);
+            if ours {
+                return;
+            }
+        }
+    }
+}
+
+async fn next_key<K>(
+    changes: &mut Option<skiff_client::Changes<K>>,
+) -> Option<skiff_client::ObjectRef> {
+    match changes {
+        Some(changes) => changes.next().await,
+        None => None,
+    }
+}
+
 /// Resolves when the pod is deleted (marked or gone); the newest version if marked.
 async fn wait_deleted(updates: &mut watch::Receiver<Option<Arc<Pod>>>) -> Option<Arc<Pod>> {
     loop {
@@ -501,11 +572,25 @@ async fn run_container(
                 continue;
             }
         };
-        let (exit, started_at, ran_for) =
-            match run_once(&ctx, &workload, spec, &mut status, &mut stop, &report).await {
-                Some(outcome) => outcome,
-                None => return,
-            };
+        let Some(Run {
+            exit,
+            started_at,
+            ran_for,
+            killed_by_probe,
+        }) = run_once(
+            &ctx,
+            &pod,
+            &container,
+            &workload,
+            spec,
+            &mut status,
+            &mut stop,
+            &report,
+        )
+        .await
+        else {
+            return;
+        };
         let (reason, message) = match &exit {
             ExitStatus::Exited(0) => ("Completed", None),
             ExitStatus::Exited(_) => ("Error", None),
@@ -516,6 +601,7 @@ async fn run_container(
             ),
             ExitStatus::Killed => ("Error", Some("killed".to_string())),
         };
+        let message = killed_by_probe.or(message);
         status.state = ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: exit.code(),
@@ -561,52 +647,142 @@ async fn run_container(
     }
 }
 
-/// Starts the container once and waits for it (or stops it). Returns how it ended,
-/// when it started and how long it ran; `None` if it could not be started and the pod
-/// is stopping.
+/// How one run of a container ended.
+struct Run {
+    exit: ExitStatus,
+    started_at: String,
+    ran_for: Duration,
+    /// Why a probe had the container killed, if one did.
+    killed_by_probe: Option<String>,
+}
+
+/// Starts the container once, serves it if it is a wasi:http service, probes it, and waits
+/// for it to end (or stops it). `None` if it could not be started and the pod is stopping.
 async fn run_once(
     ctx: &NodeContext,
+    pod: &Pod,
+    container: &Container,
     workload: &Workload,
     spec: ContainerSpec,
     status: &mut ContainerStatus,
     stop: &mut StopSignal,
     report: &impl Fn(&ContainerStatus),
-) -> Option<(ExitStatus, String, Duration)> {
+) -> Option<Run> {
     let started_at = now();
     let started = Instant::now();
-    let running = match ctx.runtime.start(workload, spec) {
-        Ok(running) => running,
-        Err(error) => {
-            status.state = waiting("RunContainerError", Some(error.to_string()));
-            report(status);
-            return Some((
-                ExitStatus::Trapped(error.to_string()),
-                started_at,
-                started.elapsed(),
-            ));
+    let failed = |status: &mut ContainerStatus, message: String| {
+        status.state = waiting("RunContainerError", Some(message.clone()));
+        report(status);
+        Run {
+            exit: ExitStatus::Trapped(message),
+            started_at: started_at.clone(),
+            ran_for: started.elapsed(),
+            killed_by_probe: None,
         }
     };
+    let running = match ctx.runtime.start(workload, spec) {
+        Ok(running) => Arc::new(running),
+        Err(error) => return Some(failed(status, error.to_string())),
+    };
+    // A wasi:http service is served on a loopback port of the node, which its probes use
+    // until the pod network gives pods addresses of their own.
+    let (_serving, http_port) = if running.kind() == WorkloadKind::HttpService {
+        match serve(ctx, running.clone()).await {
+            Ok((serving, port)) => (Some(serving), Some(port)),
+            Err(error) => {
+                running.stop(Duration::ZERO).await;
+                return Some(failed(status, format!("serving the container: {error}")));
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let mut probes = Probes::start(
+        container,
+        Target {
+            host: ctx
+                .config
+                .address
+                .parse()
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            http_port,
+        },
+    );
     status.state = ContainerState {
         running: Some(ContainerStateRunning {
             started_at: Some(started_at.clone()),
         }),
         ..Default::default()
     };
-    status.started = Some(true);
-    // Readiness probes arrive with the probes step: until then a running container is ready.
-    status.ready = true;
+    status.started = Some(false);
+    status.ready = false;
     report(status);
-    let exit = tokio::select! {
-        exit = running.wait() => exit,
-        grace = wait_stop(stop) => {
-            // A WASI command has no signal to hear a stop request by: waiting out its grace
-            // period would only delay the kill. An HTTP service gets the grace period to
-            // finish the requests in flight.
-            let grace = if running.kind() == WorkloadKind::HttpService { grace } else { Duration::ZERO };
-            running.stop(grace).await
+    let mut is_started = false;
+    let mut killed_by_probe = None;
+    let exit = loop {
+        tokio::select! {
+            exit = running.wait() => break exit,
+            grace = wait_stop(stop) => {
+                // A WASI command has no signal to hear a stop request by: waiting out its
+                // grace period would only delay the kill. An HTTP service gets the grace
+                // period to finish the requests in flight.
+                let grace = if running.kind() == WorkloadKind::HttpService { grace } else { Duration::ZERO };
+                break running.stop(grace).await;
+            }
+            event = probes.next() => match event {
+                probe::Event::Started => {
+                    is_started = true;
+                    status.started = Some(true);
+                    report(status);
+                }
+                probe::Event::Ready(ready) => {
+                    status.ready = ready && is_started;
+                    report(status);
+                }
+                probe::Event::Kill { message, grace } => {
+                    tracing::info!(pod = %pod.metadata.name(), container = %container.name, %message, "killing the container");
+                    let grace = grace.unwrap_or_else(|| pod_grace(pod));
+                    let grace = if running.kind() == WorkloadKind::HttpService { grace } else { Duration::ZERO };
+                    killed_by_probe = Some(message);
+                    // However it ends within its grace period, the container did not
+                    // choose to: it counts as killed (137), a failure to restart from
+                    // under Always and OnFailure, as in Kubernetes.
+                    running.stop(grace).await;
+                    break ExitStatus::Killed;
+                }
+            }
         }
     };
-    Some((exit, started_at, started.elapsed()))
+    Some(Run {
+        exit,
+        started_at,
+        ran_for: started.elapsed(),
+        killed_by_probe,
+    })
+}
+
+/// Serves a wasi:http container on a free port of the node's address until the returned
+/// guard is dropped.
+async fn serve(
+    ctx: &NodeContext,
+    container: Arc<skiff_runtime::Container>,
+) -> std::io::Result<(AbortOnDrop, u16)> {
+    let listener = tokio::net::TcpListener::bind((ctx.config.address.as_str(), 0)).await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        let _ = skiff_runtime::serve_http(container, listener, std::future::pending()).await;
+    });
+    Ok((AbortOnDrop(task), port))
+}
+
+/// The pod's own grace period (`terminationGracePeriodSeconds`, default 30 s).
+fn pod_grace(pod: &Pod) -> Duration {
+    Duration::from_secs(
+        pod.spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64,
+    )
 }
 
 async fn wait_stop(stop: &mut StopSignal) -> Duration {

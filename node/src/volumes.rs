@@ -59,15 +59,8 @@ pub async fn prepare(
     pod_dir: &Path,
 ) -> Result<Arc<Volumes>, VolumeError> {
     let mut volumes = Volumes::new();
-    let namespace = pod.metadata.namespace();
     for volume in &pod.spec.volumes {
         let name = volume.name.clone();
-        let dir = pod_dir.join("volumes").join(&name);
-        let io = |path: &Path, source| VolumeError::Io {
-            volume: name.clone(),
-            path: path.display().to_string(),
-            source,
-        };
         if let Some(host) = &volume.host_path {
             if !ctx.config.allow_host_path {
                 return Err(VolumeError::HostPathDisabled { volume: name });
@@ -81,90 +74,10 @@ pub async fn prepare(
             );
             continue;
         }
-        let files: Option<Vec<(String, Vec<u8>)>> = if let Some(source) = &volume.config_map {
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-            let found = api
-                .get_opt(&source.name)
-                .await
-                .map_err(|e| VolumeError::Api {
-                    volume: name.clone(),
-                    message: e.to_string(),
-                })?;
-            match found {
-                None if source.optional == Some(true) => Some(Vec::new()),
-                None => {
-                    return Err(VolumeError::SourceNotFound {
-                        volume: name,
-                        kind: "configmap",
-                        name: source.name.clone(),
-                    });
-                }
-                Some(map) => {
-                    let all: Vec<String> = map
-                        .data
-                        .keys()
-                        .chain(map.binary_data.keys())
-                        .cloned()
-                        .collect();
-                    Some(project(
-                        &name,
-                        "configmap",
-                        &source.name,
-                        &source.items,
-                        &all,
-                        |k| map.value(k),
-                    )?)
-                }
-            }
-        } else if let Some(source) = &volume.secret {
-            let secret_name = source.secret_name.clone().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            let found = api
-                .get_opt(&secret_name)
-                .await
-                .map_err(|e| VolumeError::Api {
-                    volume: name.clone(),
-                    message: e.to_string(),
-                })?;
-            match found {
-                None if source.optional == Some(true) => Some(Vec::new()),
-                None => {
-                    return Err(VolumeError::SourceNotFound {
-                        volume: name,
-                        kind: "secret",
-                        name: secret_name,
-                    });
-                }
-                Some(secret) => {
-                    let all: Vec<String> = secret.data.keys().cloned().collect();
-                    Some(project(
-                        &name,
-                        "secret",
-                        &secret_name,
-                        &source.items,
-                        &all,
-                        |k| secret.value(k),
-                    )?)
-                }
-            }
-        } else {
-            None
-        };
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| io(&dir, e))?;
+        let dir = pod_dir.join("volumes").join(&name);
+        let files = projected_files(ctx, pod, volume).await?;
         let read_only = files.is_some();
-        for (path, bytes) in files.unwrap_or_default() {
-            let target = dir.join(&path);
-            if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| io(parent, e))?;
-            }
-            tokio::fs::write(&target, bytes)
-                .await
-                .map_err(|e| io(&target, e))?;
-        }
+        sync_dir(&name, &dir, files).await?;
         volumes.insert(
             name,
             HostVolume {
@@ -174,6 +87,159 @@ pub async fn prepare(
         );
     }
     Ok(Arc::new(volumes))
+}
+
+/// Projects the pod's ConfigMap and Secret volumes again from their sources, as the
+/// kubelet keeps them current: changed keys are rewritten (each file replaced at once,
+/// never seen half-written), removed keys are removed.
+pub async fn refresh(ctx: &NodeContext, pod: &Pod, pod_dir: &Path) -> Result<(), VolumeError> {
+    for volume in &pod.spec.volumes {
+        if volume.config_map.is_none() && volume.secret.is_none() {
+            continue;
+        }
+        let dir = pod_dir.join("volumes").join(&volume.name);
+        let files = projected_files(ctx, pod, volume).await?;
+        sync_dir(&volume.name, &dir, files).await?;
+    }
+    Ok(())
+}
+
+/// The ConfigMaps and Secrets the pod's volumes project: `(kind, name)`.
+pub fn sources(pod: &Pod) -> Vec<(&'static str, String)> {
+    pod.spec
+        .volumes
+        .iter()
+        .filter_map(|volume| {
+            if let Some(source) = &volume.config_map {
+                Some(("configmap", source.name.clone()))
+            } else {
+                volume
+                    .secret
+                    .as_ref()
+                    .map(|source| ("secret", source.secret_name.clone().unwrap_or_default()))
+            }
+        })
+        .collect()
+}
+
+/// The files a ConfigMap or Secret volume holds now; `None` for other kinds.
+async fn projected_files(
+    ctx: &NodeContext,
+    pod: &Pod,
+    volume: &skiff_api::core::Volume,
+) -> Result<Option<Vec<(String, Vec<u8>)>>, VolumeError> {
+    let namespace = pod.metadata.namespace();
+    let name = volume.name.clone();
+    let api_error = |e: skiff_client::Error| VolumeError::Api {
+        volume: name.clone(),
+        message: e.to_string(),
+    };
+    if let Some(source) = &volume.config_map {
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+        match api.get_opt(&source.name).await.map_err(api_error)? {
+            None if source.optional == Some(true) => Ok(Some(Vec::new())),
+            None => Err(VolumeError::SourceNotFound {
+                volume: name,
+                kind: "configmap",
+                name: source.name.clone(),
+            }),
+            Some(map) => {
+                let all: Vec<String> = map
+                    .data
+                    .keys()
+                    .chain(map.binary_data.keys())
+                    .cloned()
+                    .collect();
+                project(&name, "configmap", &source.name, &source.items, &all, |k| {
+                    map.value(k)
+                })
+                .map(Some)
+            }
+        }
+    } else if let Some(source) = &volume.secret {
+        let secret_name = source.secret_name.clone().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        match api.get_opt(&secret_name).await.map_err(api_error)? {
+            None if source.optional == Some(true) => Ok(Some(Vec::new())),
+            None => Err(VolumeError::SourceNotFound {
+                volume: name,
+                kind: "secret",
+                name: secret_name,
+            }),
+            Some(secret) => {
+                let all: Vec<String> = secret.data.keys().cloned().collect();
+                project(&name, "secret", &secret_name, &source.items, &all, |k| {
+                    secret.value(k)
+                })
+                .map(Some)
+            }
+        }
+    } else {
+        Ok(None)
+    }
+}
+
+/// Makes `dir` exist and, when `files` is given, hold exactly those files: changed ones
+/// are written to a temporary file and renamed over the old (a reader sees the old file
+/// or the new, never a mix), unchanged ones are left alone, others are removed.
+async fn sync_dir(
+    volume: &str,
+    dir: &Path,
+    files: Option<Vec<(String, Vec<u8>)>>,
+) -> Result<(), VolumeError> {
+    let volume = volume.to_string();
+    let dir = dir.to_path_buf();
+    let work = move || -> Result<(), VolumeError> {
+        let io = |path: &Path, source| VolumeError::Io {
+            volume: volume.clone(),
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let Some(files) = files else {
+            return Ok(());
+        };
+        let wanted: std::collections::BTreeSet<PathBuf> =
+            files.iter().map(|(path, _)| dir.join(path)).collect();
+        for (path, bytes) in &files {
+            let target = dir.join(path);
+            if std::fs::read(&target).is_ok_and(|old| old == *bytes) {
+                continue;
+            }
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            let temporary = target.with_file_name(format!(
+                "..{}.tmp",
+                target.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::write(&temporary, bytes).map_err(|e| io(&temporary, e))?;
+            std::fs::rename(&temporary, &target).map_err(|e| io(&target, e))?;
+        }
+        remove_unwanted(&dir, &wanted).map_err(|e| io(&dir, e))
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Removes every file under `dir` that is not in `wanted`, and directories left empty.
+fn remove_unwanted(
+    dir: &Path,
+    wanted: &std::collections::BTreeSet<PathBuf>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            remove_unwanted(&path, wanted)?;
+            if std::fs::read_dir(&path)?.next().is_none() {
+                std::fs::remove_dir(&path)?;
+            }
+        } else if !wanted.contains(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The files of a ConfigMap or Secret volume: every key, or the listed items at their paths.
@@ -218,6 +284,44 @@ fn project(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn syncing_a_projected_volume_rewrites_changes_and_removes_what_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("config");
+        let files = |list: &[(&str, &str)]| {
+            Some(
+                list.iter()
+                    .map(|(p, v)| (p.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        sync_dir("config", &volume, files(&[("a", "1"), ("sub/b", "2")]))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(volume.join("sub/b")).unwrap(), "2");
+
+        sync_dir("config", &volume, files(&[("a", "changed")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(volume.join("a")).unwrap(),
+            "changed"
+        );
+        assert!(
+            !volume.join("sub").exists(),
+            "the removed key and its directory went"
+        );
+        let names: Vec<_> = std::fs::read_dir(&volume)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("a")],
+            "no temporary files left"
+        );
+    }
 
     #[test]
     fn projected_paths_cannot_leave_the_volume() {

@@ -4,5 +4,6 @@ mod cli;
 mod cluster;
 mod durability;
 mod pods;
+mod probes;
 mod run;
 mod support;
