@@ -26,6 +26,7 @@ mod api;
 mod apply;
 mod bench;
 mod controller_manager;
+mod create;
 mod get;
 mod kubeconfig;
 mod logs;
@@ -97,6 +98,8 @@ enum Command {
     Push(push::PushArgs),
     /// Print (or follow) the logs of a pod's container.
     Logs(logs::LogsArgs),
+    /// Create an object from flags: `skiff create job NAME --image IMAGE`.
+    Create(create::CreateArgs),
     /// Delete objects by kind and name, or those of manifests.
     Delete(get::DeleteArgs),
     /// Measure skiff's performance.
@@ -185,6 +188,9 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Logs(args) => {
             logs::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Create(args) => {
+            create::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
         Command::Delete(args) => {
             get::delete(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await

@@ -25,13 +25,15 @@ pub fn columns(kind: &str, wide: bool) -> Vec<&'static str> {
         "Endpoints" => vec!["NAME", "ENDPOINTS", "AGE"],
         "Event" => vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "Lease" => vec!["NAME", "HOLDER", "AGE"],
-        "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
+        "Job" => vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
         _ => vec!["NAME", "AGE"],
     };
     if wide {
         match kind {
             "Pod" => columns.extend(["IP", "NODE"]),
-            "Deployment" | "ReplicaSet" => columns.extend(["CONTAINERS", "IMAGES", "SELECTOR"]),
+            "Deployment" | "ReplicaSet" | "Job" => {
+                columns.extend(["CONTAINERS", "IMAGES", "SELECTOR"])
+            }
             "Service" => columns.push("SELECTOR"),
             "Node" => columns.extend(["INTERNAL-IP", "OS-IMAGE"]),
             _ => {}
@@ -228,33 +230,13 @@ pub fn row(kind: &str, object: &Value, wide: bool) -> Vec<String> {
             ]
         }
         "Lease" => vec![name, s("/spec/holderIdentity"), age],
-        "Job" => {
-            let conditions = object
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let status = conditions
-                .iter()
-                .find(|c| {
-                    c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed")
-                })
-                .map(|c| c["type"].as_str().unwrap_or("").to_string())
-                .unwrap_or_else(|| "Running".into());
-            vec![
-                name,
-                status,
-                format!(
-                    "{}/{}",
-                    n("/status/succeeded"),
-                    object
-                        .pointer("/spec/completions")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(1)
-                ),
-                age,
-            ]
-        }
+        "Job" => vec![
+            name,
+            job_status(object),
+            job_completions(object),
+            job_duration(object),
+            age,
+        ],
         _ => vec![name, age],
     };
     if wide {
@@ -263,7 +245,7 @@ pub fn row(kind: &str, object: &Value, wide: bool) -> Vec<String> {
                 row.push(or_none(s("/status/podIP")));
                 row.push(or_none(s("/spec/nodeName")));
             }
-            "Deployment" | "ReplicaSet" => {
+            "Deployment" | "ReplicaSet" | "Job" => {
                 let containers = object
                     .pointer("/spec/template/spec/containers")
                     .and_then(Value::as_array)
@@ -333,6 +315,97 @@ fn pod_status(pod: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("Unknown")
         .to_string()
+}
+
+/// The STATUS column of a Job, as kubectl shows it: a finished Job's outcome first,
+/// then `Terminating`, `Suspended`, the conditions that come before the outcome, and
+/// `Running` otherwise.
+fn job_status(job: &Value) -> String {
+    let holds = |type_: &str| {
+        job.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    };
+    let status = if holds("Complete") {
+        "Complete"
+    } else if holds("Failed") {
+        "Failed"
+    } else if job.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if holds("Suspended") {
+        "Suspended"
+    } else if holds("FailureTarget") {
+        "FailureTarget"
+    } else if holds("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    };
+    status.to_string()
+}
+
+/// The COMPLETIONS column of a Job: `succeeded/completions`, or for a work-queue Job
+/// (no completions) `succeeded/1 of parallelism`, as kubectl shows them.
+fn job_completions(job: &Value) -> String {
+    let succeeded = job
+        .pointer("/status/succeeded")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let parallelism = job
+        .pointer("/spec/parallelism")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    match job.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(completions) => format!("{succeeded}/{completions}"),
+        None if parallelism > 1 => format!("{succeeded}/1 of {parallelism}"),
+        None => format!("{succeeded}/1"),
+    }
+}
+
+/// The DURATION column of a Job: from its start to its completion, or to now while it
+/// runs; empty before it starts.
+fn job_duration(job: &Value) -> String {
+    let time = |pointer: &str| {
+        job.pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    };
+    let Some(start) = time("/status/startTime") else {
+        return String::new();
+    };
+    let end = time("/status/completionTime").unwrap_or_else(SystemTime::now);
+    human_duration(end.duration_since(start).map_or(0, |d| d.as_secs()))
+}
+
+/// kubectl's `HumanDuration`: `45s`, `5m30s`, `42m`, `3h20m`, `20h`, `3d4h`, `30d`.
+fn human_duration(seconds: u64) -> String {
+    let (minutes, hours) = (seconds / 60, seconds / 3600);
+    let days = hours / 24;
+    match seconds {
+        s if s < 60 * 2 => format!("{s}s"),
+        _ if minutes < 10 => match seconds % 60 {
+            0 => format!("{minutes}m"),
+            s => format!("{minutes}m{s}s"),
+        },
+        _ if minutes < 60 * 3 => format!("{minutes}m"),
+        _ if hours < 8 => match minutes % 60 {
+            0 => format!("{hours}h"),
+            m => format!("{hours}h{m}m"),
+        },
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => match hours % 24 {
+            0 => format!("{days}d"),
+            h => format!("{days}d{h}h"),
+        },
+        _ if days < 365 * 2 => format!("{days}d"),
+        _ if days < 365 * 8 => match days % 365 {
+            0 => format!("{}y", days / 365),
+            d => format!("{}y{d}d", days / 365),
+        },
+        _ => format!("{}y", days / 365),
+    }
 }
 
 fn selector(value: Option<&Value>) -> String {
@@ -418,6 +491,74 @@ mod tests {
         assert_eq!(row[..4], ["web", "1/2", "CrashLoopBackOff", "4"]);
         assert!(row[4].ends_with('d'));
         assert_eq!(row[5..], ["10.244.0.5", "n1"]);
+    }
+
+    #[test]
+    fn job_rows_show_status_completions_and_duration() {
+        let running = json!({
+            "metadata": { "name": "pi", "creationTimestamp": "2020-01-01T00:00:00Z" },
+            "spec": { "completions": 20, "parallelism": 5, "selector": { "matchLabels": { "batch.kubernetes.io/controller-uid": "u1" } },
+                      "template": { "spec": { "containers": [{ "name": "pi", "image": "pi.wasm" }] } } },
+            "status": { "succeeded": 3, "startTime": "2020-01-01T00:00:00Z" },
+        });
+        let cells = row("Job", &running, true);
+        assert_eq!(cells[..3], ["pi", "Running", "3/20"]);
+        assert!(cells[3].contains('y'), "running since 2020: {}", cells[3]);
+        assert_eq!(
+            cells[5..],
+            ["pi", "pi.wasm", "batch.kubernetes.io/controller-uid=u1"]
+        );
+        assert_eq!(
+            columns("Job", false),
+            ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+        );
+
+        let done = json!({
+            "metadata": { "name": "pi" },
+            "spec": { "completions": 1 },
+            "status": { "succeeded": 1, "startTime": "2020-01-01T00:00:00Z", "completionTime": "2020-01-01T00:05:30Z",
+                        "conditions": [{ "type": "SuccessCriteriaMet", "status": "True" }, { "type": "Complete", "status": "True" }] },
+        });
+        assert_eq!(
+            row("Job", &done, false)[..4],
+            ["pi", "Complete", "1/1", "5m30s"]
+        );
+        let failed = json!({
+            "metadata": { "name": "pi" },
+            "spec": { "parallelism": 3 },
+            "status": { "failed": 7, "conditions": [{ "type": "FailureTarget", "status": "True" }, { "type": "Failed", "status": "True" }] },
+        });
+        assert_eq!(
+            row("Job", &failed, false)[..4],
+            ["pi", "Failed", "0/1 of 3", ""]
+        );
+        let suspended = json!({
+            "metadata": { "name": "pi" },
+            "status": { "conditions": [{ "type": "Suspended", "status": "True" }] },
+        });
+        assert_eq!(
+            row("Job", &suspended, false)[..3],
+            ["pi", "Suspended", "0/1"]
+        );
+    }
+
+    #[test]
+    fn durations_read_as_kubectl_writes_them() {
+        let cases = [
+            (45, "45s"),
+            (119, "119s"),
+            (120, "2m"),
+            (330, "5m30s"),
+            (42 * 60, "42m"),
+            (3 * 3600 + 20 * 60, "3h20m"),
+            (20 * 3600, "20h"),
+            (76 * 3600, "3d4h"),
+            (30 * 86400, "30d"),
+            (800 * 86400, "2y70d"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(human_duration(seconds), text, "{seconds}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ pub const HELLO: &str = concat!(env!("OUT_DIR"), "/hello.wasm");
 pub const HELLO_P2: &str = concat!(env!("OUT_DIR"), "/hello-p2.wasm");
 /// Core module (p1): prints `tick N` every `TICK_MS` ms (default 1000), forever.
 pub const TICKER: &str = concat!(env!("OUT_DIR"), "/ticker.wasm");
-/// Core module (p1): after `CRASH_AFTER_MS` (default 200) exits with `EXIT_CODE` (default 3).
+/// Core module (p1): after `CRASH_AFTER_MS` (default 200) exits with `EXIT_CODE` (default 3),
+/// or, with `FAIL_PERCENT` set, exits 0 or `EXIT_CODE` at random, failing that percent.
 /// A p1 command, because a WASI 0.2 command can only exit with success or failure (0 or 1).
 pub const CRASHER: &str = concat!(env!("OUT_DIR"), "/crasher.wasm");
 /// Core module (p1): aborts (wasm `unreachable`); with the argument `stack-overflow` it

@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod durability;
+mod jobs;
 mod pods;
 mod probes;
 mod run;

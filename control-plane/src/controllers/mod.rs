@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod nodelifecycle;
@@ -75,8 +76,8 @@ pub struct ControllerConfig {
     pub resync_period: Duration,
     /// Concurrent reconciles per controller (never two of one key). Default 2.
     pub workers: usize,
-    /// How long a ReplicaSet waits for its informer to see its own creates and deletes
-    /// before it acts again regardless. Default 5 minutes, as Kubernetes.
+    /// How long a ReplicaSet or Job waits for its informer to see its own creates and
+    /// deletes before it acts again regardless. Default 5 minutes, as Kubernetes.
     pub expectations_timeout: Duration,
     /// How often a terminating namespace is looked at again while objects remain in
     /// it. Default 2 s.
@@ -113,7 +114,7 @@ pub struct Informers {
     pub replicasets: Informer<ReplicaSet>,
     /// Every Deployment.
     pub deployments: Informer<Deployment>,
-    /// Every Job (the garbage collector covers their pods).
+    /// Every Job: the Job controller and the garbage collector.
     pub jobs: Informer<Job>,
     /// Every Service.
     pub services: Informer<Service>,
@@ -190,6 +191,12 @@ pub async fn run_controllers(client: Client, config: ControllerConfig) {
         recorder.clone(),
         config.max_requeue,
     ));
+    let jobs = Arc::new(job::JobController::new(
+        client.clone(),
+        &informers,
+        recorder.clone(),
+        config.expectations_timeout,
+    ));
     let gc = Arc::new(gc::GarbageCollector::new(client.clone(), &informers));
     let namespaces = Arc::new(namespace::NamespaceController::new(
         client.clone(),
@@ -209,6 +216,7 @@ pub async fn run_controllers(client: Client, config: ControllerConfig) {
         node_lifecycle.run(informers.pods.store()),
         replicasets.run(&informers, &config),
         deployments.run(&informers, &config),
+        jobs.run(&informers, &config),
         gc.run(&informers, &config),
         namespaces.run(&informers, &config),
         endpoints.run(&informers, &config),

@@ -5,6 +5,7 @@ mod bad_input;
 mod controllers_deployment;
 mod controllers_endpoints;
 mod controllers_gc;
+mod controllers_job;
 mod controllers_leader;
 mod controllers_nodelifecycle;
 mod controllers_replicaset;
