@@ -41,6 +41,10 @@ pub struct NodeOptions {
     /// A label for the Node, KEY=VALUE (for nodeSelector and affinity). Repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// PEM certificates to trust, besides the public roots, when downloading
+    /// `https://…@sha256:…` modules (a private module server).
+    #[arg(long, value_name = "FILE")]
+    pub module_ca: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -86,6 +90,7 @@ pub async fn run_agent(
     config.max_pods = options.max_pods;
     config.api_token = Some(token.to_string());
     config.labels = options.labels.iter().cloned().collect();
+    config.module_ca_file = options.module_ca.clone();
     skiff_node::run(config, client, runtime).await?;
     Ok(())
 }

@@ -59,6 +59,9 @@ pub struct NodeConfig {
     /// The bearer token the node API requires (the API server's). `None` refuses every
     /// call.
     pub api_token: Option<String>,
+    /// PEM certificates trusted, besides the public web PKI roots, for `https://`
+    /// modules (a private module server).
+    pub module_ca_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -79,6 +82,7 @@ impl NodeConfig {
             api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             api_token: None,
             labels: Default::default(),
+            module_ca_file: None,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct NodeContext {
     pub config_maps: Informer<ConfigMap>,
     /// Every Secret, watched for the same reason.
     pub secrets: Informer<Secret>,
+    /// The HTTPS client `https://` modules are downloaded with.
+    pub module_client: reqwest::Client,
 }
 
 /// Why the agent stopped.
@@ -106,6 +112,8 @@ pub enum NodeError {
         name: String,
         source: skiff_client::Error,
     },
+    #[error("the client for https:// modules: {0}")]
+    ModuleClient(String),
     #[error("listening for the node API on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -123,6 +131,8 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         .local_addr()
         .map_err(|source| NodeError::Listen { address, source })?
         .port();
+    let module_client =
+        images::module_client(config.module_ca_file.as_deref()).map_err(NodeError::ModuleClient)?;
     let params = WatcherParams::fields(&format!("spec.nodeName={}", config.name));
     let informer = Informer::new(Api::<Pod>::all(client.clone()), params);
     let ctx = Arc::new(NodeContext {
@@ -130,6 +140,7 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         logs: logs::LiveLogs::default(),
         config_maps: Informer::new(Api::all(client.clone()), WatcherParams::default()),
         secrets: Informer::new(Api::all(client.clone()), WatcherParams::default()),
+        module_client,
         config,
         client,
         runtime,
@@ -163,7 +174,7 @@ async fn sync_pods(ctx: Arc<NodeContext>, informer: Informer<Pod>) {
         // Workers end on their own only when something went wrong; sweeping them now and
         // then (not on every change) keeps a burst of changes linear in the pods.
         seen += 1;
-        if seen % 1024 == 0 {
+        if seen.is_multiple_of(1024) {
             workers.retain(|_, worker| !worker.is_finished());
         }
         if workers.get(&key).is_some_and(|worker| worker.is_finished()) {

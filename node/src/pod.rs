@@ -658,6 +658,7 @@ struct Run {
 
 /// Starts the container once, serves it if it is a wasi:http service, probes it, and waits
 /// for it to end (or stops it). `None` if it could not be started and the pod is stopping.
+#[allow(clippy::too_many_arguments)]
 async fn run_once(
     ctx: &NodeContext,
     pod: &Pod,

@@ -73,12 +73,12 @@ impl Probes {
 }
 
 async fn run(container: Container, target: Target, events: mpsc::Sender<Event>) {
-    if let Some(probe) = &container.startup_probe {
-        if let Err(message) = until_passes(&container, probe, &target, "Startup").await {
-            let grace = probe_grace(probe);
-            let _ = events.send(Event::Kill { message, grace }).await;
-            return;
-        }
+    if let Some(probe) = &container.startup_probe
+        && let Err(message) = until_passes(&container, probe, &target, "Startup").await
+    {
+        let grace = probe_grace(probe);
+        let _ = events.send(Event::Kill { message, grace }).await;
+        return;
     }
     if events.send(Event::Started).await.is_err() {
         return;
