@@ -7,4 +7,5 @@ mod jobs;
 mod pods;
 mod probes;
 mod run;
+mod samples;
 mod support;

@@ -1,0 +1,202 @@
+//! Every sample as a pod on a three-node cluster (one server with its embedded node, two
+//! `skiff node` processes): each ends the way its program and its spec say.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{NodeProcess, Server, wait_for};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// A pod of one container running `module`, with extra container fields.
+fn pod(name: &str, module: &str, policy: &str, container: Value) -> Value {
+    let mut main = json!({ "name": "main", "image": format!("file:{module}") });
+    for (field, value) in container.as_object().unwrap() {
+        main[field] = value.clone();
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name },
+        "spec": { "restartPolicy": policy, "terminationGracePeriodSeconds": 1, "containers": [main] },
+    })
+}
+
+fn logs(server: &Server, name: &str) -> String {
+    server
+        .client()
+        .get(format!("{}{PODS}/{name}/log", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+#[test]
+fn every_sample_runs_on_a_three_node_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
+    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
+    let _node2 = NodeProcess::start(&server, "node-2", &dir.path().join("node-2"), &[]);
+    wait_for("three Ready nodes", Duration::from_secs(60), || {
+        let nodes = server.get("/api/v1/nodes");
+        let ready = nodes["items"].as_array().map_or(0, |items| {
+            items
+                .iter()
+                .filter(|n| {
+                    n["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+                .count()
+        });
+        ready == 3
+    });
+
+    let env = |pairs: &[(&str, &str)]| -> Value {
+        pairs
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect()
+    };
+    let pods = [
+        pod(
+            "hello",
+            skiff_samples::HELLO,
+            "Never",
+            json!({ "args": ["x"] }),
+        ),
+        pod("hello-p2", skiff_samples::HELLO_P2, "Never", json!({})),
+        pod(
+            "ticker",
+            skiff_samples::TICKER,
+            "Always",
+            json!({ "env": env(&[("TICK_MS", "100")]) }),
+        ),
+        pod(
+            "crasher",
+            skiff_samples::CRASHER,
+            "Never",
+            json!({ "env": env(&[("EXIT_CODE", "7")]) }),
+        ),
+        pod("trapper", skiff_samples::TRAPPER, "Never", json!({})),
+        pod(
+            "memhog",
+            skiff_samples::MEMHOG,
+            "Never",
+            json!({ "resources": { "limits": { "memory": "16Mi" } } }),
+        ),
+        pod(
+            "cpuspin",
+            skiff_samples::CPUSPIN,
+            "Always",
+            json!({ "resources": { "limits": { "cpu": "100m" } } }),
+        ),
+        pod(
+            "http-hello",
+            skiff_samples::HTTP_HELLO,
+            "Always",
+            json!({
+                "ports": [{ "containerPort": 8080 }],
+                "readinessProbe": { "httpGet": { "path": "/", "port": 8080 }, "periodSeconds": 1 },
+            }),
+        ),
+        // No pod network yet: a guest gets no sockets at all, so the echo server cannot
+        // bind and says so.
+        pod("tcp-echo", skiff_samples::TCP_ECHO, "Never", json!({})),
+        // The writer's file, through an emptyDir, read by the reader after it.
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "shared" },
+            "spec": {
+                "restartPolicy": "Never",
+                "volumes": [{ "name": "data", "emptyDir": {} }],
+                "initContainers": [{
+                    "name": "writer", "image": format!("file:{}", skiff_samples::WRITER),
+                    "env": env(&[("CONTENT", "passed along")]),
+                    "volumeMounts": [{ "name": "data", "mountPath": "/data" }],
+                }],
+                "containers": [{
+                    "name": "reader", "image": format!("file:{}", skiff_samples::READER),
+                    "volumeMounts": [{ "name": "data", "mountPath": "/data", "readOnly": true }],
+                }],
+            },
+        }),
+    ];
+    for pod in pods {
+        let (status, answer) = server.send(Method::POST, PODS, Some(pod));
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    let get = |name: &str| server.get(&format!("{PODS}/{name}"));
+    let terminated = |name: &str| -> Value {
+        let mut last = Value::Null;
+        wait_for(
+            &format!("{name} to finish"),
+            Duration::from_secs(60),
+            || {
+                last = get(name);
+                matches!(
+                    last["status"]["phase"].as_str(),
+                    Some("Succeeded" | "Failed")
+                )
+            },
+        );
+        last
+    };
+    let state = |pod: &Value| pod["status"]["containerStatuses"][0]["state"]["terminated"].clone();
+
+    let hello = terminated("hello");
+    assert_eq!(hello["status"]["phase"], "Succeeded", "{hello}");
+    assert!(logs(&server, "hello").contains("hello from wasm\narg: x\n"));
+    let hello_p2 = terminated("hello-p2");
+    assert_eq!(hello_p2["status"]["phase"], "Succeeded", "{hello_p2}");
+    assert!(logs(&server, "hello-p2").contains("hello from wasm"));
+
+    let crasher = terminated("crasher");
+    assert_eq!(crasher["status"]["phase"], "Failed");
+    assert_eq!(state(&crasher)["exitCode"], 7, "{crasher}");
+    assert_eq!(state(&crasher)["reason"], "Error");
+
+    let trapper = terminated("trapper");
+    assert_eq!(trapper["status"]["phase"], "Failed");
+    let message = state(&trapper)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("wasm trap"), "{trapper}");
+
+    let memhog = terminated("memhog");
+    assert_eq!(memhog["status"]["phase"], "Failed");
+    assert_eq!(state(&memhog)["reason"], "OOMKilled", "{memhog}");
+
+    let tcp_echo = terminated("tcp-echo");
+    assert_eq!(tcp_echo["status"]["phase"], "Failed", "{tcp_echo}");
+
+    let shared = terminated("shared");
+    assert_eq!(shared["status"]["phase"], "Succeeded", "{shared}");
+    assert_eq!(logs(&server, "shared"), "passed along\n");
+
+    wait_for("ticker ticking", Duration::from_secs(60), || {
+        logs(&server, "ticker").contains("tick 3\n")
+    });
+    wait_for("cpuspin running", Duration::from_secs(60), || {
+        get("cpuspin")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    wait_for("http-hello Ready", Duration::from_secs(60), || {
+        get("http-hello")["status"]["containerStatuses"][0]["ready"] == true
+    });
+
+    // The scheduler spread them: every node ran some.
+    let nodes: HashSet<String> = server.get(PODS)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+        .collect();
+    assert_eq!(nodes.len(), 3, "pods ran on {nodes:?}");
+}
