@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
@@ -25,6 +26,19 @@ pub struct ServerArgs {
     /// Run the control plane only: no node agent in this process.
     #[arg(long)]
     pub no_node: bool,
+    /// Leave the controllers out, for `skiff controller-manager` processes to run them.
+    #[arg(long)]
+    pub no_controllers: bool,
+    /// The range ClusterIPs of Services come from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: ipnet::Ipv4Net,
+    /// The range pod IPs come from; each node gets a block of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub pod_cidr: ipnet::Ipv4Net,
+    /// The prefix length of each node's block of the pod range (20: 4,094 pods per node,
+    /// 16 nodes in a /16).
+    #[arg(long, default_value = "20")]
+    pub node_cidr_mask_size: u8,
     #[command(flatten)]
     pub node: crate::node::NodeOptions,
     /// How long a graceful shutdown waits for requests in flight.
@@ -69,9 +83,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url, &token)?;
 
+    let ranges = Ranges {
+        service_cidr: args.service_cidr,
+        cluster_cidr: Some(args.pod_cidr),
+        node_cidr_mask_size: args.node_cidr_mask_size,
+    };
+    ranges.validate().map_err(|problem| {
+        anyhow::anyhow!("--service-cidr, --pod-cidr, --node-cidr-mask-size: {problem}")
+    })?;
     let config = ApiServerConfig {
         node_api_token: Some(node_token.clone()),
         modules_dir: Some(args.data_dir.join("modules")),
+        ranges,
         ..ApiServerConfig::default()
     };
     let server = ApiServer::new(Arc::new(store), authenticator, config)
@@ -88,17 +111,19 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         client.clone(),
         Default::default(),
     ));
-    let controllers = {
+    let controllers = if args.no_controllers {
+        None
+    } else {
         let mut config = ControllerConfig::default();
         if let Some(election) = config.leader_election.as_mut() {
             // Stable across restarts, so a restarted server takes its own lease back at
             // once; distinct per data directory, so several servers elect one leader.
             election.identity = server_identity(&args.data_dir)?;
         }
-        tokio::spawn(skiff_control_plane::controllers::run(
+        Some(tokio::spawn(skiff_control_plane::controllers::run(
             client.clone(),
             config,
-        ))
+        )))
     };
     let node = (!args.no_node).then(|| {
         let mut node_config = skiff_client::Config::new(&url).expect("the server's own URL parses");
@@ -146,7 +171,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     compaction.abort();
     scheduler.abort();
-    controllers.abort();
+    if let Some(controllers) = controllers {
+        controllers.abort();
+    }
     if let Some(node) = node {
         node.abort();
     }

@@ -8,6 +8,7 @@
 pub mod api;
 mod env;
 mod images;
+mod ipam;
 pub mod logs;
 mod pod;
 mod probe;
@@ -102,6 +103,8 @@ pub struct NodeContext {
     pub secrets: Informer<Secret>,
     /// The HTTPS client `https://` modules are downloaded with.
     pub module_client: reqwest::Client,
+    /// Addresses of this node's pods, once the node knows its pod range.
+    pub pod_ips: std::sync::Mutex<Option<ipam::PodIps>>,
 }
 
 /// Why the agent stopped.
@@ -141,16 +144,18 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         config_maps: Informer::new(Api::all(client.clone()), WatcherParams::default()),
         secrets: Informer::new(Api::all(client.clone()), WatcherParams::default()),
         module_client,
+        pod_ips: std::sync::Mutex::new(None),
         config,
         client,
         runtime,
     });
-    register::register(&ctx, api_port)
+    let range = register::register(&ctx, api_port)
         .await
         .map_err(|source| NodeError::Register {
             name: ctx.config.name.clone(),
             source,
         })?;
+    *ctx.pod_ips.lock().unwrap_or_else(|e| e.into_inner()) = range.map(ipam::PodIps::new);
     tracing::info!(node = %ctx.config.name, api_port, "node registered");
     let router = api::router(ctx.clone());
     let serve_api = async move {
@@ -188,17 +193,37 @@ async fn sync_pods(ctx: Arc<NodeContext>, informer: Informer<Pod>) {
                     _ => {
                         // New, or a new pod under an old name: the old one's worker stops.
                         if let Some(old) = workers.remove(&key) {
-                            tokio::spawn(old.remove());
+                            tokio::spawn(stop(ctx.clone(), old));
                         }
-                        workers.insert(key, PodWorker::spawn(ctx.clone(), pod));
+                        let ip = ctx
+                            .pod_ips
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                            .and_then(|ips| ips.assign(&uid, pod.status.pod_ip.as_deref()));
+                        workers.insert(key, PodWorker::spawn(ctx.clone(), pod, ip));
                     }
                 }
             }
             None => {
                 if let Some(worker) = workers.remove(&key) {
-                    tokio::spawn(worker.remove());
+                    tokio::spawn(stop(ctx.clone(), worker));
                 }
             }
         }
+    }
+}
+
+/// Stops a pod's worker, then gives the pod's address back.
+async fn stop(ctx: Arc<NodeContext>, worker: PodWorker) {
+    let uid = worker.uid.clone();
+    worker.remove().await;
+    if let Some(ips) = ctx
+        .pod_ips
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+    {
+        ips.release(&uid);
     }
 }

@@ -7,7 +7,7 @@
 //! remove the object. Each app container has a task of its own that runs it, waits for
 //! it, and decides about restarts; the worker gathers their states into the pod status.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,11 +41,11 @@ impl Drop for PodWorker {
 }
 
 impl PodWorker {
-    /// Starts the worker of `pod`.
-    pub fn spawn(ctx: Arc<NodeContext>, pod: Arc<Pod>) -> PodWorker {
+    /// Starts the worker of `pod`, which has the address `ip` (if the node has a pod range).
+    pub fn spawn(ctx: Arc<NodeContext>, pod: Arc<Pod>, ip: Option<Ipv4Addr>) -> PodWorker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let (desired, updates) = watch::channel(Some(pod));
-        let task = tokio::spawn(run(ctx, updates));
+        let task = tokio::spawn(run(ctx, updates, ip));
         PodWorker {
             desired,
             uid,
@@ -82,11 +82,15 @@ struct Report {
 /// Sent to a container task to stop it, with the grace period it gets.
 type StopSignal = watch::Receiver<Option<Duration>>;
 
-async fn run(ctx: Arc<NodeContext>, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
+async fn run(
+    ctx: Arc<NodeContext>,
+    mut updates: watch::Receiver<Option<Arc<Pod>>>,
+    ip: Option<Ipv4Addr>,
+) {
     let Some(pod) = updates.borrow_and_update().clone() else {
         return;
     };
-    let mut worker = Worker::new(ctx, pod);
+    let mut worker = Worker::new(ctx, pod, ip);
     worker.run(&mut updates).await;
 }
 
@@ -97,12 +101,14 @@ struct Worker {
     init_statuses: Vec<ContainerStatus>,
     statuses: Vec<ContainerStatus>,
     start_time: String,
+    /// The pod's address.
+    ip: Option<Ipv4Addr>,
     /// What was last written, to write only changes.
     written: Option<serde_json::Value>,
 }
 
 impl Worker {
-    fn new(ctx: Arc<NodeContext>, pod: Arc<Pod>) -> Worker {
+    fn new(ctx: Arc<NodeContext>, pod: Arc<Pod>, ip: Option<Ipv4Addr>) -> Worker {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = ctx.config.data_dir.join("pods").join(&uid);
         // A node agent that restarts picks its pods up where their statuses say.
@@ -144,7 +150,21 @@ impl Worker {
             init_statuses,
             statuses,
             start_time,
+            ip,
             written: None,
+        }
+    }
+
+    /// The pod as its containers see it: with its address in the status (for the downward
+    /// API's `status.podIP`) even before that status is written.
+    fn with_ip(&self) -> Arc<Pod> {
+        match self.ip {
+            Some(ip) if self.pod.status.pod_ip.is_none() => {
+                let mut pod = (*self.pod).clone();
+                pod.status.pod_ip = Some(ip.to_string());
+                Arc::new(pod)
+            }
+            _ => self.pod.clone(),
         }
     }
 
@@ -214,7 +234,7 @@ impl Worker {
             let status = self.init_statuses[index].clone();
             let task = tokio::spawn(run_container(
                 self.ctx.clone(),
-                self.pod.clone(),
+                self.with_ip(),
                 self.dir.clone(),
                 volumes.clone(),
                 container,
@@ -268,7 +288,7 @@ impl Worker {
         for (index, container) in self.pod.spec.containers.iter().enumerate() {
             tasks.push(AbortOnDrop(tokio::spawn(run_container(
                 self.ctx.clone(),
-                self.pod.clone(),
+                self.with_ip(),
                 self.dir.clone(),
                 volumes.clone(),
                 container.clone(),
@@ -417,11 +437,14 @@ impl Worker {
             condition("ContainersReady", ready),
             condition("Ready", ready),
         ];
+        let pod_ip = self.ip.map(|ip| ip.to_string());
         json!({
             "phase": phase,
             "conditions": conditions,
             "hostIP": self.ctx.config.address,
             "hostIPs": [{ "ip": self.ctx.config.address }],
+            "podIP": pod_ip,
+            "podIPs": pod_ip.iter().map(|ip| json!({ "ip": ip })).collect::<Vec<_>>(),
             "startTime": self.start_time,
             "initContainerStatuses": self.init_statuses,
             "containerStatuses": self.statuses,

@@ -2,6 +2,8 @@
 //! Lease in `kube-node-lease`, renewed as the heartbeat.
 
 use std::sync::Arc;
+
+use ipnet::Ipv4Net;
 use std::time::SystemTime;
 
 use serde_json::json;
@@ -10,36 +12,43 @@ use skiff_api::core::Node;
 use skiff_client::{Api, Patch};
 
 use crate::NodeContext;
+use crate::ipam::PodIps;
 
-/// Creates the Node, or brings an existing one's status up to date.
-pub async fn register(ctx: &NodeContext, api_port: u16) -> Result<(), skiff_client::Error> {
+/// Creates the Node, or brings an existing one's status up to date. Returns the node's pod
+/// range, which the API server gives a new Node.
+pub async fn register(
+    ctx: &NodeContext,
+    api_port: u16,
+) -> Result<Option<Ipv4Net>, skiff_client::Error> {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let config = &ctx.config;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let memory = total_memory().unwrap_or(8 * 1024 * 1024 * 1024);
-    let resources = json!({ "cpu": cpus.to_string(), "memory": memory.to_string(), "pods": config.max_pods.to_string() });
+    let resources = |pods: u32| json!({ "cpu": cpus.to_string(), "memory": memory.to_string(), "pods": pods.to_string() });
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let status = json!({
-        "capacity": resources,
-        "allocatable": resources,
-        "conditions": [{
-            "type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": "skiff node agent is posting ready status",
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
-        }],
-        "daemonEndpoints": { "kubeletEndpoint": { "Port": api_port } },
-        "addresses": [{ "type": "InternalIP", "address": config.address }, { "type": "Hostname", "address": config.name }],
-        "nodeInfo": {
-            "machineID": config.name, "systemUUID": config.name, "bootID": "",
-            "kernelVersion": "", "osImage": format!("skiff {}", env!("CARGO_PKG_VERSION")),
-            "containerRuntimeVersion": "wasmtime://48.0.8",
-            "kubeletVersion": concat!("v1.31.0+skiff-", env!("CARGO_PKG_VERSION")),
-            "kubeProxyVersion": "",
-            "operatingSystem": std::env::consts::OS, "architecture": std::env::consts::ARCH,
-        },
-    });
+    let status = |pods: u32| {
+        json!({
+            "capacity": resources(pods),
+            "allocatable": resources(pods),
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "skiff node agent is posting ready status",
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }],
+            "daemonEndpoints": { "kubeletEndpoint": { "Port": api_port } },
+            "addresses": [{ "type": "InternalIP", "address": config.address }, { "type": "Hostname", "address": config.name }],
+            "nodeInfo": {
+                "machineID": config.name, "systemUUID": config.name, "bootID": "",
+                "kernelVersion": "", "osImage": format!("skiff {}", env!("CARGO_PKG_VERSION")),
+                "containerRuntimeVersion": "wasmtime://48.0.8",
+                "kubeletVersion": concat!("v1.31.0+skiff-", env!("CARGO_PKG_VERSION")),
+                "kubeProxyVersion": "",
+                "operatingSystem": std::env::consts::OS, "architecture": std::env::consts::ARCH,
+            },
+        })
+    };
     let node = json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {
@@ -50,19 +59,34 @@ pub async fn register(ctx: &NodeContext, api_port: u16) -> Result<(), skiff_clie
                 "kubernetes.io/arch": std::env::consts::ARCH,
             },
         },
-        "status": status,
+        "status": status(config.max_pods),
     });
     let mut typed: Node = serde_json::from_value(node).expect("a well-formed node");
     typed.metadata.labels.extend(config.labels.clone());
-    match api.create(&typed).await {
-        Ok(_) => Ok(()),
-        Err(error) if error.is_already_exists() => {
-            api.patch_status(&config.name, &Patch::Merge(json!({ "status": status })))
-                .await?;
-            Ok(())
+    let node = match api.create(&typed).await {
+        Ok(node) => node,
+        Err(error) if error.is_already_exists() => api.get(&config.name).await?,
+        Err(error) => return Err(error),
+    };
+    let range = node
+        .spec
+        .pod_cidr
+        .as_deref()
+        .and_then(|cidr| cidr.parse::<Ipv4Net>().ok());
+    // A node takes no more pods than its range has addresses for.
+    let pods = match range {
+        Some(range) => config.max_pods.min(PodIps::new(range).capacity()),
+        None => {
+            tracing::warn!(node = %config.name, "the node has no pod range (spec.podCIDR): its pods get no IP addresses");
+            config.max_pods
         }
-        Err(error) => Err(error),
-    }
+    };
+    api.patch_status(
+        &config.name,
+        &Patch::Merge(json!({ "status": status(pods) })),
+    )
+    .await?;
+    Ok(range)
 }
 
 /// Renews the node's Lease forever; errors are logged and retried at the next beat.

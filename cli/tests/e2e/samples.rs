@@ -68,7 +68,10 @@ fn every_sample_runs_on_a_three_node_cluster() {
             "hello",
             skiff_samples::HELLO,
             "Never",
-            json!({ "args": ["x"] }),
+            json!({
+                "args": ["x"],
+                "env": [{ "name": "GREETING", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } }],
+            }),
         ),
         pod("hello-p2", skiff_samples::HELLO_P2, "Never", json!({})),
         pod(
@@ -152,7 +155,16 @@ fn every_sample_runs_on_a_three_node_cluster() {
 
     let hello = terminated("hello");
     assert_eq!(hello["status"]["phase"], "Succeeded", "{hello}");
-    assert!(logs(&server, "hello").contains("hello from wasm\narg: x\n"));
+    let hello_logs = logs(&server, "hello");
+    assert!(
+        hello_logs.contains("hello from wasm\narg: x\n"),
+        "{hello_logs}"
+    );
+    let hello_ip = hello["status"]["podIP"].as_str().unwrap();
+    assert!(
+        hello_logs.contains(&format!("GREETING={hello_ip}\n")),
+        "the downward API gives the pod its address: {hello_logs}"
+    );
     let hello_p2 = terminated("hello-p2");
     assert_eq!(hello_p2["status"]["phase"], "Succeeded", "{hello_p2}");
     assert!(logs(&server, "hello-p2").contains("hello from wasm"));
@@ -192,11 +204,33 @@ fn every_sample_runs_on_a_three_node_cluster() {
     });
 
     // The scheduler spread them: every node ran some.
-    let nodes: HashSet<String> = server.get(PODS)["items"]
-        .as_array()
-        .unwrap()
+    let pods = server.get(PODS)["items"].as_array().unwrap().clone();
+    let nodes: HashSet<String> = pods
         .iter()
         .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
         .collect();
     assert_eq!(nodes.len(), 3, "pods ran on {nodes:?}");
+
+    // Every node has a pod range of its own, and every pod an address of its own in its
+    // node's range.
+    let mut ranges = HashSet::new();
+    for node in &nodes {
+        let cidr = server.get(&format!("/api/v1/nodes/{node}"))["spec"]["podCIDR"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(ranges.insert(cidr), "{node} shares its range");
+    }
+    let mut addresses = HashSet::new();
+    for pod in &pods {
+        let node = server.get(&format!(
+            "/api/v1/nodes/{}",
+            pod["spec"]["nodeName"].as_str().unwrap()
+        ));
+        let range: ipnet::Ipv4Net = node["spec"]["podCIDR"].as_str().unwrap().parse().unwrap();
+        let ip: std::net::Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+        assert!(range.contains(&ip), "{ip} is outside {range}");
+        assert_eq!(pod["status"]["podIPs"], json!([{ "ip": ip.to_string() }]));
+        assert!(addresses.insert(ip), "{ip} given twice");
+    }
 }

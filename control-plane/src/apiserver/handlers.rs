@@ -9,13 +9,13 @@
 use serde_json::{Map, Value, json};
 use skiff_api::selector::{FieldSelector, Selector};
 
-use super::ApiServer;
 use super::error::{ApiError, ApiResult};
 use super::object::{
     self, check_type, decode, encode, meta_mut, meta_str, name_of, parse_revision,
 };
 use super::registry::ResourceType;
 use super::request::{BodyFormat, Params};
+use super::{ApiServer, allocator};
 use crate::store::{KeyValue, ListOptions, StoreError};
 
 /// How long a write without a precondition keeps retrying on conflicts before it
@@ -302,6 +302,23 @@ impl ApiServer {
             self.check_namespace_open(namespace).await?;
         }
 
+        // Addresses are taken before the write and given back if it fails.
+        let taken = self.allocate(rt, &mut object).await?;
+        let created = self.create_with_name(rt, namespace, object, generate).await;
+        if created.is_err() {
+            self.release(rt, &taken).await;
+        }
+        created
+    }
+
+    /// Writes a new object, making up its name from `generateName` when asked.
+    async fn create_with_name(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        object: Value,
+        generate: bool,
+    ) -> ApiResult<Value> {
         for _ in 0..8 {
             let mut candidate = object.clone();
             if generate {
@@ -326,6 +343,37 @@ impl ApiServer {
             "generating a unique name",
             "eight generated names were all taken",
         ))
+    }
+
+    /// Takes what a new object is given by the server (a Service's ClusterIP, a Node's pod
+    /// range), writing it into the object; returns it as the object would be released.
+    async fn allocate(&self, rt: &ResourceType, object: &mut Value) -> ApiResult<Value> {
+        let ranges = &self.config.ranges;
+        match rt.kind {
+            "Service" => {
+                allocator::allocate_cluster_ip(self.store.as_ref(), ranges, rt, object).await?;
+            }
+            "Node" => {
+                allocator::allocate_pod_cidr(self.store.as_ref(), ranges, rt, object).await?;
+            }
+            _ => return Ok(Value::Null),
+        }
+        Ok(object.clone())
+    }
+
+    /// Gives back what `object` (gone from the store, or never written) was allocated.
+    async fn release(&self, rt: &ResourceType, object: &Value) {
+        match rt.kind {
+            "Service" => {
+                allocator::release_cluster_ips(
+                    self.store.as_ref(),
+                    allocator::cluster_ips_of(object),
+                )
+                .await
+            }
+            "Node" => allocator::release_pod_cidr(self.store.as_ref(), object).await,
+            _ => {}
+        }
     }
 
     async fn check_namespace_open(&self, namespace: &str) -> ApiResult<()> {
@@ -478,6 +526,9 @@ impl ApiServer {
                 }
             }
         }
+        if rt.kind == "Service" {
+            keep_cluster_ip(&old, &mut new);
+        }
         let mut new = rt.normalize(new, Some(&old))?;
         if rt.has_spec && new.get("spec") != old.get("spec") {
             let generation = old
@@ -490,7 +541,10 @@ impl ApiServer {
         let key = rt.key(namespace, Some(name));
         if deletion_is_due(rt, &new) {
             return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(gone) => Ok(object::decode_at(&encode(&new)?, gone.mod_revision)?),
+                Ok(gone) => {
+                    self.release(rt, &old).await;
+                    Ok(object::decode_at(&encode(&new)?, gone.mod_revision)?)
+                }
                 Err(StoreError::Conflict { .. }) => Err(Attempt::Raced),
                 Err(error) => Err(ApiError::from_store(rt, name, error).into()),
             };
@@ -581,7 +635,10 @@ impl ApiServer {
                 let held = !finalizers.is_empty() || namespace_finalizers;
                 if !held && grace == 0 {
                     return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                        Ok(gone) => object::decode_at(&gone.value, gone.mod_revision),
+                        Ok(gone) => {
+                            self.release(rt, &current).await;
+                            object::decode_at(&gone.value, gone.mod_revision)
+                        }
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(error) => Err(ApiError::from_store(rt, name, error)),
                     };
@@ -702,6 +759,34 @@ fn prepare_for_create(rt: &ResourceType, object: &mut Value) {
             map.remove("status");
         }
         _ => {}
+    }
+}
+
+/// An update that leaves a Service's ClusterIP out keeps the allocated one, as in
+/// Kubernetes (a PUT of the manifest as written must not read as a change of address).
+fn keep_cluster_ip(old: &Value, new: &mut Value) {
+    let given = |v: &Value| {
+        v.pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .is_some_and(|ip| !ip.is_empty())
+            || v.pointer("/spec/clusterIPs")
+                .and_then(Value::as_array)
+                .is_some_and(|ips| !ips.is_empty())
+    };
+    let external =
+        |v: &Value| v.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+    if given(new) || external(new) || external(old) {
+        return;
+    }
+    if let (Some(spec), Some(old_spec)) = (
+        new.get_mut("spec").and_then(Value::as_object_mut),
+        old.get("spec").and_then(Value::as_object),
+    ) {
+        for field in ["clusterIP", "clusterIPs"] {
+            if let Some(value) = old_spec.get(field) {
+                spec.insert(field.into(), value.clone());
+            }
+        }
     }
 }
 

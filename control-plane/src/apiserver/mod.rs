@@ -5,6 +5,7 @@
 //! One middleware layer authenticates every request (see [`auth`]); handlers work on
 //! JSON values and route each write through the kind's typed defaults and validation.
 
+pub mod allocator;
 pub mod auth;
 mod discovery;
 pub mod error;
@@ -56,6 +57,8 @@ pub struct ApiServerConfig {
     /// The bearer token node APIs accept, for `pods/NAME/log`. Default none: logs
     /// are unavailable.
     pub node_api_token: Option<String>,
+    /// Where ClusterIPs and nodes' pod ranges come from.
+    pub ranges: allocator::Ranges,
 }
 
 impl Default for ApiServerConfig {
@@ -68,6 +71,7 @@ impl Default for ApiServerConfig {
             compaction_interval: Duration::from_secs(5 * 60),
             node_api_token: None,
             modules_dir: None,
+            ranges: allocator::Ranges::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The API server through `Router::oneshot`: every verb and error a client relies on.
 
+mod allocation;
 mod api;
 mod bad_input;
 mod controllers_deployment;
