@@ -22,6 +22,10 @@ use crate::store::{Store, StoreError};
 
 const SERVICE_IPS: &str = "/allocations/serviceips/";
 const POD_CIDRS: &str = "/allocations/podcidrs/";
+const NODE_PORTS: &str = "/allocations/nodeports/";
+
+/// Where node ports come from, as in Kubernetes.
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// The ranges addresses come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +173,109 @@ pub(crate) async fn allocate_cluster_ip(
     spec["clusterIP"] = json!(ip.to_string());
     spec["clusterIPs"] = json!([ip.to_string()]);
     Ok(vec![ip])
+}
+
+/// Gives each port of a `NodePort` (or `LoadBalancer`) Service about to be created its node
+/// port: the one asked for if free, else a free one from [`NODE_PORT_RANGE`]. Returns the
+/// ports taken, to release if the create fails.
+pub(crate) async fn allocate_node_ports(
+    store: &dyn Store,
+    rt: &ResourceType,
+    service: &mut Value,
+) -> ApiResult<Vec<u16>> {
+    let wants = matches!(
+        service.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    );
+    if !wants {
+        return Ok(Vec::new());
+    }
+    let name = service
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut taken = Vec::new();
+    let count = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    for i in 0..count {
+        let requested = service
+            .pointer(&format!("/spec/ports/{i}/nodePort"))
+            .and_then(Value::as_u64)
+            .filter(|p| *p != 0);
+        let port = match requested {
+            Some(port) => {
+                let port = u16::try_from(port).unwrap_or(0);
+                if !NODE_PORT_RANGE.contains(&port)
+                    || !claim(store, NODE_PORTS, &port.to_string()).await?
+                {
+                    release_node_ports(store, taken).await;
+                    return Err(ApiError::invalid(
+                        rt,
+                        &name,
+                        &[FieldError::invalid(
+                            format!("spec.ports[{i}].nodePort"),
+                            port,
+                            "provided port is already allocated",
+                        )],
+                    ));
+                }
+                port
+            }
+            None => {
+                let span = u64::from(NODE_PORT_RANGE.end() - NODE_PORT_RANGE.start()) + 1;
+                let start = rand_below(span) as u16;
+                let mut found = None;
+                for step in 0..span as u16 {
+                    let port = NODE_PORT_RANGE.start() + (start + step) % span as u16;
+                    if claim(store, NODE_PORTS, &port.to_string()).await? {
+                        found = Some(port);
+                        break;
+                    }
+                }
+                let Some(port) = found else {
+                    release_node_ports(store, taken).await;
+                    return Err(ApiError::invalid(
+                        rt,
+                        &name,
+                        &[FieldError::invalid(
+                            format!("spec.ports[{i}].nodePort"),
+                            "",
+                            "failed to allocate a node port: the range 30000-32767 is full",
+                        )],
+                    ));
+                };
+                service["spec"]["ports"][i]["nodePort"] = json!(port);
+                port
+            }
+        };
+        taken.push(port);
+    }
+    Ok(taken)
+}
+
+/// Releases node ports.
+pub(crate) async fn release_node_ports(store: &dyn Store, ports: impl IntoIterator<Item = u16>) {
+    for port in ports {
+        release(store, NODE_PORTS, &port.to_string()).await;
+    }
+}
+
+/// The node ports a stored Service holds.
+pub(crate) fn node_ports_of(service: &Value) -> Vec<u16> {
+    service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .filter_map(|p| u16::try_from(p).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Releases the ClusterIPs of a Service that left the store (or was never stored).

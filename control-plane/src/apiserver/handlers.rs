@@ -351,7 +351,18 @@ impl ApiServer {
         let ranges = &self.config.ranges;
         match rt.kind {
             "Service" => {
-                allocator::allocate_cluster_ip(self.store.as_ref(), ranges, rt, object).await?;
+                let ips =
+                    allocator::allocate_cluster_ip(self.store.as_ref(), ranges, rt, object).await?;
+                if let Err(error) =
+                    allocator::allocate_node_ports(self.store.as_ref(), rt, object).await
+                {
+                    allocator::release_cluster_ips(
+                        self.store.as_ref(),
+                        ips.iter().map(ToString::to_string),
+                    )
+                    .await;
+                    return Err(error);
+                }
             }
             "Node" => {
                 allocator::allocate_pod_cidr(self.store.as_ref(), ranges, rt, object).await?;
@@ -369,7 +380,12 @@ impl ApiServer {
                     self.store.as_ref(),
                     allocator::cluster_ips_of(object),
                 )
-                .await
+                .await;
+                allocator::release_node_ports(
+                    self.store.as_ref(),
+                    allocator::node_ports_of(object),
+                )
+                .await;
             }
             "Node" => allocator::release_pod_cidr(self.store.as_ref(), object).await,
             _ => {}
@@ -762,9 +778,11 @@ fn prepare_for_create(rt: &ResourceType, object: &mut Value) {
     }
 }
 
-/// An update that leaves a Service's ClusterIP out keeps the allocated one, as in
-/// Kubernetes (a PUT of the manifest as written must not read as a change of address).
+/// An update that leaves a Service's ClusterIP or a port's node port out keeps the
+/// allocated one, as in Kubernetes (a PUT of the manifest as written must not read as a
+/// change of address).
 fn keep_cluster_ip(old: &Value, new: &mut Value) {
+    keep_node_ports(old, new);
     let given = |v: &Value| {
         v.pointer("/spec/clusterIP")
             .and_then(Value::as_str)
@@ -786,6 +804,34 @@ fn keep_cluster_ip(old: &Value, new: &mut Value) {
             if let Some(value) = old_spec.get(field) {
                 spec.insert(field.into(), value.clone());
             }
+        }
+    }
+}
+
+fn keep_node_ports(old: &Value, new: &mut Value) {
+    let Some(old_ports) = old.pointer("/spec/ports").and_then(Value::as_array) else {
+        return;
+    };
+    let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let protocol = |p: &Value| {
+        p.get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP")
+            .to_string()
+    };
+    for port in ports
+        .iter_mut()
+        .filter(|p| p.get("nodePort").is_none_or(Value::is_null))
+    {
+        let previous = old_ports.iter().find(|o| {
+            o.get("port") == port.get("port")
+                && protocol(o) == protocol(port)
+                && o.get("nodePort").is_some()
+        });
+        if let (Some(previous), Some(map)) = (previous, port.as_object_mut()) {
+            map.insert("nodePort".into(), previous["nodePort"].clone());
         }
     }
 }

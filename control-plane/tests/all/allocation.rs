@@ -166,3 +166,40 @@ async fn nodes_get_their_own_pod_range() {
     let replaced = t.create("/api/v1/nodes", node("n4")).await;
     assert!(ranges.contains(replaced["spec"]["podCIDR"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn node_port_services_get_unique_node_ports() {
+    let t = small_ranges().await;
+    let node_port = |name: &str, port: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
+            "spec": { "type": "NodePort", "ports": [{ "port": 80, "nodePort": port }] },
+        })
+    };
+    let first = t.create(SERVICES, node_port("first", json!(30080))).await;
+    assert_eq!(first["spec"]["ports"][0]["nodePort"], 30080);
+    let any = t.create(SERVICES, node_port("any", Value::Null)).await;
+    let assigned = any["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!(
+        (30000..=32767).contains(&assigned) && assigned != 30080,
+        "{any}"
+    );
+
+    let (status, error) = t.post(SERVICES, node_port("clash", json!(30080))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.ports[0].nodePort") && message.contains("already allocated"),
+        "{message}"
+    );
+
+    // A PUT without the node port keeps it; deleting the service frees it.
+    let mut put = node_port("first", Value::Null);
+    put["metadata"]["resourceVersion"] = first["metadata"]["resourceVersion"].clone();
+    let (status, updated) = t.put(&format!("{SERVICES}/first"), put).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["spec"]["ports"][0]["nodePort"], 30080);
+    t.delete(&format!("{SERVICES}/first")).await;
+    let again = t.create(SERVICES, node_port("again", json!(30080))).await;
+    assert_eq!(again["spec"]["ports"][0]["nodePort"], 30080);
+}
