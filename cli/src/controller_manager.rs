@@ -1,7 +1,9 @@
 //! `skiff controller-manager`: the controllers in a process of their own, leader-elected
 //! among every controller manager and `skiff server` of the cluster.
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use skiff_control_plane::controllers::ControllerConfig;
 
 #[derive(clap::Args, Debug)]
@@ -15,16 +17,37 @@ pub struct ControllerManagerArgs {
     /// This instance's name in the leader election (default: host name and a random suffix).
     #[arg(long)]
     pub identity: Option<String>,
+    /// How long the lease lasts unrenewed before another instance may take over
+    /// (whole seconds on the wire, rounded up).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading; shorter than
+    /// the lease duration, so two instances never lead at once.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often candidates try to take the lease and the leader renews it.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
 }
 
 pub async fn run(args: ControllerManagerArgs) -> Result<()> {
+    if args.renew_deadline >= args.lease_duration {
+        bail!("--renew-deadline must be shorter than --lease-duration");
+    }
+    if args.retry_period.is_zero() || args.retry_period >= args.renew_deadline {
+        bail!("--retry-period must be more than zero and shorter than --renew-deadline");
+    }
     let mut config = skiff_client::Config::new(&args.server).context("--server")?;
     config.token = Some(args.token);
     let client = skiff_client::Client::new(config)?;
     let mut controllers = ControllerConfig::default();
-    if let (Some(identity), Some(election)) = (args.identity, controllers.leader_election.as_mut())
-    {
-        election.identity = identity;
+    if let Some(election) = controllers.leader_election.as_mut() {
+        if let Some(identity) = args.identity {
+            election.identity = identity;
+        }
+        election.lease_duration = args.lease_duration;
+        election.renew_deadline = args.renew_deadline;
+        election.retry_period = args.retry_period;
     }
     tracing::info!("controller manager started; waiting to lead");
     tokio::select! {

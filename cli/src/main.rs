@@ -116,6 +116,16 @@ enum SetCommand {
 enum RolloutCommand {
     /// Wait for the rollout to finish, showing its progress.
     Status(rollout::RolloutStatusArgs),
+    /// List the revisions, or show one revision's pod template.
+    History(rollout::RolloutHistoryArgs),
+    /// Go back to an earlier revision (default: the previous one).
+    Undo(rollout::RolloutUndoArgs),
+    /// Stop rolling out template changes (scaling still applies).
+    Pause(rollout::RolloutTargetArgs),
+    /// Roll out template changes again after a pause.
+    Resume(rollout::RolloutTargetArgs),
+    /// Replace every pod, one rollout step at a time.
+    Restart(rollout::RolloutTargetArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -180,9 +190,17 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Set {
             what: SetCommand::Image(args),
         } => rollout::set_image(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
-        Command::Rollout {
-            what: RolloutCommand::Status(args),
-        } => rollout::status(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await,
+        Command::Rollout { what } => {
+            let api = api::Api::connect(cli.kubeconfig.as_deref())?;
+            match what {
+                RolloutCommand::Status(args) => rollout::status(&api, args).await,
+                RolloutCommand::History(args) => rollout::history(&api, args).await,
+                RolloutCommand::Undo(args) => rollout::undo(&api, args).await,
+                RolloutCommand::Pause(args) => rollout::pause(&api, args, true).await,
+                RolloutCommand::Resume(args) => rollout::pause(&api, args, false).await,
+                RolloutCommand::Restart(args) => rollout::restart(&api, args).await,
+            }
+        }
         Command::Push(args) => {
             push::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }

@@ -6,6 +6,7 @@ mod durability;
 mod jobs;
 mod pods;
 mod probes;
+mod rollout;
 mod run;
 mod samples;
 mod support;

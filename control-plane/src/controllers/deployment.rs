@@ -515,18 +515,16 @@ impl Rollout<'_> {
         self.sync_status().await
     }
 
-    /// What set `i` really has available: its status, but never more than its spec
-    /// while it has not acted on a spec change.
+    /// What set `i` really has available: its status, but never more than its spec. A
+    /// set told to shrink keeps reporting the pods it is about to delete until it has
+    /// deleted them (and its status can say it observed the new spec before that), so
+    /// counting past the spec would let a rollout take more pods down than maxUnavailable
+    /// allows.
     fn available(&self, i: usize) -> i32 {
         let rs = &self.sets[i];
-        let observed = rs.status.observed_generation >= rs.metadata.generation.unwrap_or(0);
-        if observed {
-            rs.status.available_replicas
-        } else {
-            rs.status
-                .available_replicas
-                .min(rs.spec.replicas.unwrap_or(0))
-        }
+        rs.status
+            .available_replicas
+            .min(rs.spec.replicas.unwrap_or(0))
     }
 
     /// Shrinks old sets while at least `replicas - maxUnavailable` pods stay available
