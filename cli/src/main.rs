@@ -33,6 +33,7 @@ mod logs;
 mod manifests;
 mod node;
 mod nodes;
+mod portforward;
 mod push;
 mod resources;
 mod rollout;
@@ -98,6 +99,8 @@ enum Command {
     Push(push::PushArgs),
     /// Print (or follow) the logs of a pod's container.
     Logs(logs::LogsArgs),
+    /// Forward local ports to a pod's (or a Service's) ports in the pod network.
+    PortForward(portforward::PortForwardArgs),
     /// Create an object from flags: `skiff create job NAME --image IMAGE`.
     Create(create::CreateArgs),
     /// Delete objects by kind and name, or those of manifests.
@@ -206,6 +209,10 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Logs(args) => {
             logs::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::PortForward(args) => {
+            let api = api::Api::connect(cli.kubeconfig.as_deref())?;
+            portforward::run(&api, cli.kubeconfig.as_deref(), args).await
         }
         Command::Create(args) => {
             create::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await

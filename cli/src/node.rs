@@ -45,6 +45,11 @@ pub struct NodeOptions {
     /// `https://…@sha256:…` modules (a private module server).
     #[arg(long, value_name = "FILE")]
     pub module_ca: Option<PathBuf>,
+    /// Refuse pods every connection beyond the cluster (by default they may connect out,
+    /// as in Kubernetes; a pod can refuse itself with the annotation
+    /// `skiff.dev/deny-egress: "true"`).
+    #[arg(long)]
+    pub deny_egress: bool,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -91,6 +96,7 @@ pub async fn run_agent(
     config.api_token = Some(token.to_string());
     config.labels = options.labels.iter().cloned().collect();
     config.module_ca_file = options.module_ca.clone();
+    config.allow_egress = !options.deny_egress;
     skiff_node::run(config, client, runtime).await?;
     Ok(())
 }

@@ -36,6 +36,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .route("/portForward/{namespace}/{pod}", get(port_forward))
         .route("/healthz", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(ctx.clone(), authenticate))
         .with_state(ctx)
@@ -64,8 +65,71 @@ async fn authenticate(
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equality that takes as long whatever the bytes, so a token cannot be guessed by timing.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The query of a port-forward request.
+#[derive(Debug, Deserialize)]
+pub struct PortQuery {
+    pub port: u16,
+}
+
+/// Upgrades the connection to a TCP stream to the pod's port, in the pod network.
+async fn port_forward(
+    State(ctx): State<Arc<NodeContext>>,
+    Path((namespace, pod)): Path<(String, String)>,
+    Query(query): Query<PortQuery>,
+    mut request: Request,
+) -> Response {
+    let Some(found) = ctx.pods.get(&ObjectRef::new(&pod).within(&namespace)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        )
+            .into_response();
+    };
+    let Some(ip) = found
+        .status
+        .pod_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("pod {namespace}/{pod} has no IP address"),
+        )
+            .into_response();
+    };
+    let to = std::net::SocketAddr::new(ip, query.port);
+    let mut stream = match ctx
+        .network
+        .connect_to_pod(to, ctx.pod_network_address())
+        .await
+    {
+        Ok(stream) => stream,
+        Err(error) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("connecting to {to} in pod {namespace}/{pod}: {error}"),
+            )
+                .into_response();
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = upgrade.await {
+            let mut upgraded = hyper_util::rt::TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut stream).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "skiff-tcp")
+        .body(Body::empty())
+        .unwrap_or_default()
 }
 
 async fn container_logs(

@@ -7,12 +7,17 @@
 
 pub mod api;
 mod env;
+mod fabric;
 mod images;
 mod ipam;
 pub mod logs;
+mod network;
+mod nodeports;
 mod pod;
 mod probe;
 mod register;
+mod serve;
+mod services;
 mod volumes;
 
 use std::collections::HashMap;
@@ -20,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::core::{ConfigMap, Pod, Secret};
+use skiff_api::core::{ConfigMap, Endpoints, Node, Pod, Secret, Service};
 use skiff_client::{Api, Client, Informer, ObjectRef, Store, WatcherParams};
 use skiff_runtime::Runtime;
 
@@ -63,6 +68,9 @@ pub struct NodeConfig {
     /// PEM certificates trusted, besides the public web PKI roots, for `https://`
     /// modules (a private module server).
     pub module_ca_file: Option<PathBuf>,
+    /// Whether pods may connect beyond the cluster (egress through real sockets). Default
+    /// true, as in Kubernetes; a pod may deny itself with an annotation.
+    pub allow_egress: bool,
 }
 
 impl NodeConfig {
@@ -84,6 +92,7 @@ impl NodeConfig {
             api_token: None,
             labels: Default::default(),
             module_ca_file: None,
+            allow_egress: true,
         }
     }
 }
@@ -105,6 +114,25 @@ pub struct NodeContext {
     pub module_client: reqwest::Client,
     /// Addresses of this node's pods, once the node knows its pod range.
     pub pod_ips: std::sync::Mutex<Option<ipam::PodIps>>,
+    /// The pod network: this node's pods, in memory.
+    pub network: skiff_runtime::VirtualNetwork,
+    /// What lies beyond this node's pods: Services, other nodes, egress.
+    pub outside: Arc<network::NodeNetwork>,
+}
+
+impl NodeContext {
+    /// The node's own address in the pod network (the first of its pod range), which
+    /// probes and host-originated connections come from.
+    pub fn pod_network_address(&self) -> std::net::SocketAddr {
+        let ip = self
+            .pod_ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|ips| ips.node_address())
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        std::net::SocketAddr::from((ip, 0))
+    }
 }
 
 /// Why the agent stopped.
@@ -136,6 +164,22 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         .port();
     let module_client =
         images::module_client(config.module_ca_file.as_deref()).map_err(NodeError::ModuleClient)?;
+    let fabric_listener = tokio::net::TcpListener::bind((config.address.as_str(), 0))
+        .await
+        .map_err(|source| NodeError::Listen {
+            address: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let fabric_port = fabric_listener
+        .local_addr()
+        .map_err(|source| NodeError::Listen { address, source })?
+        .port();
+    let token = config.api_token.clone().unwrap_or_default();
+    let outside = Arc::new(network::NodeNetwork::new(
+        fabric::FabricClient::new(token.clone()),
+        config.allow_egress,
+    ));
+    let pod_network = skiff_runtime::VirtualNetwork::new(outside.clone());
     let params = WatcherParams::fields(&format!("spec.nodeName={}", config.name));
     let informer = Informer::new(Api::<Pod>::all(client.clone()), params);
     let ctx = Arc::new(NodeContext {
@@ -145,11 +189,13 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         secrets: Informer::new(Api::all(client.clone()), WatcherParams::default()),
         module_client,
         pod_ips: std::sync::Mutex::new(None),
+        network: pod_network.clone(),
+        outside,
         config,
         client,
         runtime,
     });
-    let range = register::register(&ctx, api_port)
+    let range = register::register(&ctx, api_port, fabric_port)
         .await
         .map_err(|source| NodeError::Register {
             name: ctx.config.name.clone(),
@@ -165,8 +211,42 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
     };
     let heartbeat = register::heartbeat(ctx.clone());
     let sync = sync_pods(ctx.clone(), informer);
-    tokio::join!(serve_api, heartbeat, sync);
+    let fabric = fabric::serve(fabric_listener, pod_network, Arc::from(token.as_str()));
+    let cluster = watch_cluster(ctx.clone());
+    tokio::join!(serve_api, heartbeat, sync, fabric, cluster);
     Ok(())
+}
+
+/// Keeps the pod network's view of Services, Endpoints and other nodes current.
+async fn watch_cluster(ctx: Arc<NodeContext>) {
+    let services = Informer::<Service>::new(Api::all(ctx.client.clone()), WatcherParams::default());
+    let endpoints =
+        Informer::<Endpoints>::new(Api::all(ctx.client.clone()), WatcherParams::default());
+    let nodes = Informer::<Node>::new(Api::all(ctx.client.clone()), WatcherParams::default());
+    let mut node_ports = nodeports::NodePorts::default();
+    let keep_services = async {
+        let mut service_changes = services.subscribe();
+        let mut endpoint_changes = endpoints.subscribe();
+        loop {
+            tokio::select! {
+                Some(_) = service_changes.next() => {}
+                Some(_) = endpoint_changes.next() => {}
+                else => return,
+            }
+            // A burst of changes rebuilds the table once.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            ctx.outside
+                .update_services(&services.store(), &endpoints.store());
+            node_ports.reconcile(&ctx, &services.store()).await;
+        }
+    };
+    let keep_nodes = async {
+        let mut changes = nodes.subscribe();
+        while changes.next().await.is_some() {
+            ctx.outside.update_nodes(&nodes.store(), &ctx.config.name);
+        }
+    };
+    tokio::join!(keep_services, keep_nodes);
 }
 
 /// Keeps one worker per pod bound to this node, handing each the newest pod.

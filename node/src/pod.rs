@@ -18,7 +18,7 @@ use skiff_api::core::{
     ContainerStateWaiting, ContainerStatus, Pod,
 };
 use skiff_client::{Api, DeleteParams, Patch};
-use skiff_runtime::{ContainerSpec, ExitStatus, Workload, WorkloadKind};
+use skiff_runtime::{ContainerSpec, ExitStatus, PodNetwork, Workload, WorkloadKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::NodeContext;
@@ -178,7 +178,11 @@ impl Worker {
             Some("Succeeded" | "Failed")
         );
         if !finished {
-            self.run_containers(updates).await;
+            let network = self.attach();
+            self.run_containers(updates, network).await;
+            if let Some(ip) = self.ip {
+                self.ctx.outside.remove_pod(IpAddr::V4(ip));
+            }
         }
         // Finished or stopped: wait for the deletion that removes the object.
         loop {
@@ -201,13 +205,50 @@ impl Worker {
 
     /// Runs init containers, then the app containers until they are done or the pod
     /// is deleted.
-    async fn run_containers(&mut self, updates: &mut watch::Receiver<Option<Arc<Pod>>>) {
+    /// Attaches the pod to the node's pod network at its address: its containers share
+    /// that address, a loopback and a port space. `None` when the pod has no address.
+    fn attach(&self) -> Option<PodNetwork> {
+        let ip = self.ip?;
+        match self.ctx.network.attach(IpAddr::V4(ip)) {
+            Ok(network) => {
+                let deny_egress = self
+                    .pod
+                    .metadata
+                    .annotations
+                    .get(crate::network::DENY_EGRESS_ANNOTATION)
+                    .is_some_and(|v| v == "true");
+                self.ctx.outside.add_pod(
+                    IpAddr::V4(ip),
+                    crate::network::PodInfo {
+                        namespace: self.pod.metadata.namespace().to_string(),
+                        deny_egress,
+                    },
+                );
+                Some(network)
+            }
+            Err(error) => {
+                tracing::error!(pod = %self.pod.metadata.name(), %error, "attaching the pod to the pod network failed");
+                None
+            }
+        }
+    }
+
+    async fn run_containers(
+        &mut self,
+        updates: &mut watch::Receiver<Option<Arc<Pod>>>,
+        network: Option<PodNetwork>,
+    ) {
         let mut sources = SourceChanges::new(&self.ctx, &self.pod);
         // A missing ConfigMap or Secret may yet be created: try again when one of the
         // pod's sources changes (or after a while, for API errors), until deleted.
-        let volumes = loop {
+        let sandbox = loop {
             match crate::volumes::prepare(&self.ctx, &self.pod, &self.dir).await {
-                Ok(volumes) => break volumes,
+                Ok(volumes) => {
+                    break Arc::new(Sandbox {
+                        volumes,
+                        network: network.clone(),
+                    });
+                }
                 Err(error) => {
                     for status in &mut self.statuses {
                         status.state =
@@ -236,7 +277,7 @@ impl Worker {
                 self.ctx.clone(),
                 self.with_ip(),
                 self.dir.clone(),
-                volumes.clone(),
+                sandbox.clone(),
                 container,
                 status,
                 index,
@@ -290,7 +331,7 @@ impl Worker {
                 self.ctx.clone(),
                 self.with_ip(),
                 self.dir.clone(),
-                volumes.clone(),
+                sandbox.clone(),
                 container.clone(),
                 self.statuses[index].clone(),
                 index,
@@ -527,7 +568,7 @@ async fn run_container(
     ctx: Arc<NodeContext>,
     pod: Arc<Pod>,
     dir: PathBuf,
-    volumes: Arc<crate::volumes::Volumes>,
+    sandbox: Arc<Sandbox>,
     container: Container,
     mut status: ContainerStatus,
     index: usize,
@@ -579,7 +620,7 @@ async fn run_container(
             &ctx,
             &pod,
             &dir,
-            &volumes,
+            &sandbox,
             &container,
             status.restart_count as u32,
         )
@@ -603,6 +644,7 @@ async fn run_container(
         }) = run_once(
             &ctx,
             &pod,
+            sandbox.network.as_ref(),
             &container,
             &workload,
             spec,
@@ -685,6 +727,7 @@ struct Run {
 async fn run_once(
     ctx: &NodeContext,
     pod: &Pod,
+    network: Option<&PodNetwork>,
     container: &Container,
     workload: &Workload,
     spec: ContainerSpec,
@@ -708,28 +751,27 @@ async fn run_once(
         Ok(running) => Arc::new(running),
         Err(error) => return Some(failed(status, error.to_string())),
     };
-    // A wasi:http service is served on a loopback port of the node, which its probes use
-    // until the pod network gives pods addresses of their own.
-    let (_serving, http_port) = if running.kind() == WorkloadKind::HttpService {
-        match serve(ctx, running.clone()).await {
-            Ok((serving, port)) => (Some(serving), Some(port)),
+    // A wasi:http service is served on its ports in the pod network, where Services,
+    // other pods and its probes reach it like any guest listener.
+    let _serving = if running.kind() == WorkloadKind::HttpService
+        && let Some(network) = network
+    {
+        match serve_ports(network, container, running.clone()) {
+            Ok(serving) => serving,
             Err(error) => {
                 running.stop(Duration::ZERO).await;
-                return Some(failed(status, format!("serving the container: {error}")));
+                return Some(failed(status, error));
             }
         }
     } else {
-        (None, None)
+        Vec::new()
     };
     let mut probes = Probes::start(
         container,
         Target {
-            host: ctx
-                .config
-                .address
-                .parse()
-                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            http_port,
+            network: ctx.network.clone(),
+            ip: network.map(PodNetwork::ip),
+            from: ctx.pod_network_address(),
         },
     );
     status.state = ContainerState {
@@ -785,18 +827,34 @@ async fn run_once(
     })
 }
 
-/// Serves a wasi:http container on a free port of the node's address until the returned
-/// guard is dropped.
-async fn serve(
-    ctx: &NodeContext,
-    container: Arc<skiff_runtime::Container>,
-) -> std::io::Result<(AbortOnDrop, u16)> {
-    let listener = tokio::net::TcpListener::bind((ctx.config.address.as_str(), 0)).await?;
-    let port = listener.local_addr()?.port();
-    let task = tokio::spawn(async move {
-        let _ = skiff_runtime::serve_http(container, listener, std::future::pending()).await;
-    });
-    Ok((AbortOnDrop(task), port))
+/// Serves a wasi:http container on each of its TCP ports in the pod network (8080 when it
+/// declares none, as `wasmtime serve`) until the returned guards are dropped.
+fn serve_ports(
+    network: &PodNetwork,
+    container: &Container,
+    running: Arc<skiff_runtime::Container>,
+) -> Result<Vec<AbortOnDrop>, String> {
+    let mut ports: Vec<u16> = container
+        .ports
+        .iter()
+        .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .map(|p| p.container_port as u16)
+        .collect();
+    if ports.is_empty() {
+        ports.push(8080);
+    }
+    ports.dedup();
+    let mut serving = Vec::new();
+    for port in ports {
+        let listener = network
+            .listen(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
+            .map_err(|error| format!("serving the container on port {port}: {error}"))?;
+        serving.push(AbortOnDrop(tokio::spawn(crate::serve::serve(
+            running.clone(),
+            listener,
+        ))));
+    }
+    Ok(serving)
 }
 
 /// The pod's own grace period (`terminationGracePeriodSeconds`, default 30 s).
@@ -834,7 +892,7 @@ async fn container_spec(
     ctx: &NodeContext,
     pod: &Pod,
     dir: &std::path::Path,
-    volumes: &crate::volumes::Volumes,
+    sandbox: &Sandbox,
     container: &Container,
     restart: u32,
 ) -> Result<ContainerSpec, String> {
@@ -844,6 +902,7 @@ async fn container_spec(
         &ctx.logs,
     ));
     let mut spec = ContainerSpec::new(container.name.clone(), sink);
+    spec.network = sandbox.network.clone();
     spec.args = container
         .command
         .iter()
@@ -852,7 +911,8 @@ async fn container_spec(
         .collect();
     spec.env = crate::env::resolve(ctx, pod, container).await?;
     for mount in &container.volume_mounts {
-        let host = volumes
+        let host = sandbox
+            .volumes
             .get(&mount.name)
             .ok_or_else(|| format!("volume {:?} is not defined", mount.name))?;
         spec.volumes.push(skiff_runtime::VolumeMount {
@@ -891,6 +951,12 @@ pub(crate) fn now() -> String {
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+/// What a pod's containers share: its volumes and its place in the pod network.
+struct Sandbox {
+    volumes: Arc<crate::volumes::Volumes>,
+    network: Option<PodNetwork>,
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,9 +1,8 @@
 //! Liveness, readiness and startup probes of a running container, as the kubelet runs
 //! them: `httpGet` and `tcpSocket` (an `exec` probe has no meaning for a wasm guest).
 //!
-//! Until the pod network gives pods addresses, a probe reaches a container through the
-//! host: the node serves each wasi:http container on a loopback port of its own
-//! ([`Target::http_port`]) and a probe of any of the container's ports goes there.
+//! A probe goes through the pod network to the pod's IP and port, from the node's own
+//! address in its pod range, as the kubelet probes a pod from the host's network.
 //!
 //! One task per container run drives every probe and tells the container's task what
 //! follows from them ([`Event`]): the startup probe gates the others; readiness flips
@@ -11,11 +10,11 @@
 //! failing `failureThreshold` times in a row asks for the container to be killed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use skiff_api::IntOrString;
 use skiff_api::core::{Container, Probe};
+use skiff_runtime::VirtualNetwork;
 use tokio::sync::mpsc;
 
 /// What a container's probes conclude.
@@ -36,10 +35,12 @@ pub(crate) enum Event {
 /// Where a container's probes go.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
-    /// The address the container is reached at (the node's, for now).
-    pub host: IpAddr,
-    /// The port the node serves this container's wasi:http handler on, if it is one.
-    pub http_port: Option<u16>,
+    /// The node's pod network.
+    pub network: VirtualNetwork,
+    /// The pod's IP; `None` if the pod has none (the node has no pod range).
+    pub ip: Option<IpAddr>,
+    /// Where probes come from: the node's address in its pod range.
+    pub from: SocketAddr,
 }
 
 /// The running probes of one container run; dropping it stops them.
@@ -238,34 +239,23 @@ async fn check(container: &Container, probe: &Probe, target: &Target) -> Result<
             } else {
                 format!("/{path}")
             };
-            let mut request = client().get(format!("http://{address}{path}"));
-            for header in &http.http_headers {
-                request = request.header(&header.name, &header.value);
-            }
-            let response = request.send().await.map_err(|e| {
-                let mut message = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    message = format!("{message}: {cause}");
-                    source = cause.source();
-                }
-                format!("Get \"http://{address}{path}\": {message}")
-            })?;
-            let status = response.status();
-            if (200..400).contains(&status.as_u16()) {
+            let url = format!("http://{address}{path}");
+            let status = http_get(target, address, &path, &http.http_headers)
+                .await
+                .map_err(|error| format!("Get \"{url}\": {error}"))?;
+            if (200..400).contains(&status) {
                 Ok(())
             } else {
-                Err(format!(
-                    "HTTP probe failed with statuscode: {}",
-                    status.as_u16()
-                ))
+                Err(format!("HTTP probe failed with statuscode: {status}"))
             }
         } else if let Some(tcp) = &probe.tcp_socket {
             if tcp.host.as_deref().is_some_and(|h| !h.is_empty()) {
                 return Err("tcpSocket.host is not supported: probes go to the pod".to_string());
             }
             let address = address(container, &tcp.port, target)?;
-            tokio::net::TcpStream::connect(address)
+            target
+                .network
+                .connect_to_pod(address, target.from)
                 .await
                 .map(drop)
                 .map_err(|e| format!("dial tcp {address}: {e}"))
@@ -283,7 +273,7 @@ async fn check(container: &Container, probe: &Probe, target: &Target) -> Result<
     }
 }
 
-/// The host address a probe of `port` (a number or a container port's name) reaches.
+/// The pod address a probe of `port` (a number or a container port's name) reaches.
 fn address(
     container: &Container,
     port: &IntOrString,
@@ -298,28 +288,48 @@ fn address(
             .map(|p| p.container_port)
             .ok_or_else(|| format!("container {} has no port named {name:?}", container.name))?,
     };
-    match target.http_port {
-        Some(http_port) => Ok(SocketAddr::new(target.host, http_port)),
-        None => Err(format!(
-            "port {number}: container {} is not a wasi:http service, and other containers \
-             have no reachable ports until the pod network",
-            container.name
-        )),
-    }
+    let port = u16::try_from(number).map_err(|_| format!("{number} is not a port"))?;
+    let ip = target
+        .ip
+        .ok_or_else(|| "the pod has no IP address (its node has no pod range)".to_string())?;
+    Ok(SocketAddr::new(ip, port))
 }
 
-/// The probes' HTTP client: no proxies, no connection reuse between probes (a probe
-/// should see what a new client sees).
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("skiff-probe/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a plain HTTP client builds")
-    })
+/// One `GET` over a fresh connection in the pod network; the response's status code.
+async fn http_get(
+    target: &Target,
+    address: SocketAddr,
+    path: &str,
+    headers: &[skiff_api::core::HttpHeader],
+) -> Result<u16, String> {
+    let stream = target
+        .network
+        .connect_to_pod(address, target.from)
+        .await
+        .map_err(|e| format!("dial tcp {address}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::get(path)
+        .header(hyper::header::HOST, address.to_string())
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("skiff-probe/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(hyper::header::ACCEPT, "*/*");
+    for header in headers {
+        request = request.header(&header.name, &header.value);
+    }
+    let request = request
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]
@@ -353,20 +363,32 @@ mod tests {
         }
     }
 
-    /// A server answering every request with `status`, on a loopback port.
-    async fn server(status: u16) -> u16 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let app = axum::Router::new()
-            .fallback(move || async move { axum::http::StatusCode::from_u16(status).unwrap() });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        port
-    }
-
-    fn target(port: u16) -> Target {
+    /// A pod in a pod network answering every request on port 8080 with `status`; the
+    /// target to probe it at.
+    fn server(status: u16) -> Target {
+        let network = VirtualNetwork::default();
+        let pod = network.attach("10.244.0.2".parse().unwrap()).unwrap();
+        let mut listener = pod.listen("0.0.0.0:8080".parse().unwrap()).unwrap();
+        tokio::spawn(async move {
+            let _pod = pod;
+            loop {
+                let (stream, _) = listener.accept().await;
+                let service = hyper::service::service_fn(move |_request| async move {
+                    let mut response =
+                        hyper::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
         Target {
-            host: IpAddr::from([127, 0, 0, 1]),
-            http_port: Some(port),
+            network,
+            ip: Some("10.244.0.2".parse().unwrap()),
+            from: "10.244.0.1:0".parse().unwrap(),
         }
     }
 
@@ -383,16 +405,16 @@ mod tests {
 
     #[tokio::test]
     async fn no_probes_means_started_and_ready_at_once() {
-        let mut probes = Probes::start(&Container::default(), target(1));
+        let mut probes = Probes::start(&Container::default(), server(200));
         assert_eq!(probes.next().await, Event::Started);
         assert_eq!(probes.next().await, Event::Ready(true));
     }
 
     #[tokio::test]
     async fn a_failing_liveness_probe_asks_for_a_kill_after_the_threshold() {
-        let port = server(500).await;
+        let target = server(500);
         let container = container_with(http_probe(IntOrString::String("http".into())), "liveness");
-        let mut probes = Probes::start(&container, target(port));
+        let mut probes = Probes::start(&container, target.clone());
         assert_eq!(probes.next().await, Event::Started);
         assert_eq!(probes.next().await, Event::Ready(true));
         let started = tokio::time::Instant::now();
@@ -410,14 +432,14 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_follows_the_probe() {
-        let port = server(200).await;
+        let target = server(200);
         let container = container_with(http_probe(IntOrString::Int(8080)), "readiness");
-        let mut probes = Probes::start(&container, target(port));
+        let mut probes = Probes::start(&container, target.clone());
         assert_eq!(probes.next().await, Event::Started);
         assert_eq!(probes.next().await, Event::Ready(true));
 
-        let failing = server(503).await;
-        let mut probes = Probes::start(&container, target(failing));
+        let failing = server(503);
+        let mut probes = Probes::start(&container, failing.clone());
         assert_eq!(probes.next().await, Event::Started);
         let next = tokio::time::timeout(Duration::from_millis(2500), probes.next()).await;
         assert!(
@@ -428,22 +450,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_startup_probe_gates_the_others_and_kills_when_it_fails() {
-        let failing = server(503).await;
+        let failing = server(503);
         let container = container_with(http_probe(IntOrString::Int(8080)), "startup");
-        let mut probes = Probes::start(&container, target(failing));
+        let mut probes = Probes::start(&container, failing.clone());
         match probes.next().await {
             Event::Kill { message, .. } => assert!(message.contains("Startup probe failed")),
             other => panic!("expected a kill, got {other:?}"),
         }
 
-        let passing = server(204).await;
-        let mut probes = Probes::start(&container, target(passing));
+        let passing = server(204);
+        let mut probes = Probes::start(&container, passing);
         assert_eq!(probes.next().await, Event::Started);
     }
 
     #[tokio::test]
     async fn tcp_probes_connect_and_unknown_ports_fail_clearly() {
-        let port = server(200).await;
+        let target = server(200);
         let probe = fast(Probe {
             tcp_socket: Some(TcpSocketAction {
                 port: IntOrString::Int(8080),
@@ -452,18 +474,20 @@ mod tests {
             ..Default::default()
         });
         let container = container_with(probe.clone(), "readiness");
-        assert_eq!(check(&container, &probe, &target(port)).await, Ok(()));
+        assert_eq!(check(&container, &probe, &target).await, Ok(()));
 
         let mut named = probe.clone();
         named.tcp_socket.as_mut().unwrap().port = IntOrString::String("metrics".into());
-        let error = check(&container, &named, &target(port)).await.unwrap_err();
+        let error = check(&container, &named, &target).await.unwrap_err();
         assert!(error.contains("no port named \"metrics\""), "{error}");
 
-        let command = Target {
-            http_port: None,
-            ..target(port)
-        };
-        let error = check(&container, &probe, &command).await.unwrap_err();
-        assert!(error.contains("not a wasi:http service"), "{error}");
+        let mut closed = probe.clone();
+        closed.tcp_socket.as_mut().unwrap().port = IntOrString::Int(9090);
+        let error = check(&container, &closed, &target).await.unwrap_err();
+        assert!(error.contains("refused"), "{error}");
+
+        let no_ip = Target { ip: None, ..target };
+        let error = check(&container, &probe, &no_ip).await.unwrap_err();
+        assert!(error.contains("no IP address"), "{error}");
     }
 }

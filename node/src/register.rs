@@ -12,6 +12,7 @@ use skiff_api::core::Node;
 use skiff_client::{Api, Patch};
 
 use crate::NodeContext;
+use crate::fabric::FABRIC_ANNOTATION;
 use crate::ipam::PodIps;
 
 /// Creates the Node, or brings an existing one's status up to date. Returns the node's pod
@@ -19,6 +20,7 @@ use crate::ipam::PodIps;
 pub async fn register(
     ctx: &NodeContext,
     api_port: u16,
+    fabric_port: u16,
 ) -> Result<Option<Ipv4Net>, skiff_client::Error> {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let config = &ctx.config;
@@ -27,6 +29,7 @@ pub async fn register(
         .unwrap_or(1);
     let memory = total_memory().unwrap_or(8 * 1024 * 1024 * 1024);
     let resources = |pods: u32| json!({ "cpu": cpus.to_string(), "memory": memory.to_string(), "pods": pods.to_string() });
+    let fabric = format!("{}:{fabric_port}", config.address);
     let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let status = |pods: u32| {
         json!({
@@ -58,6 +61,7 @@ pub async fn register(
                 "kubernetes.io/os": std::env::consts::OS,
                 "kubernetes.io/arch": std::env::consts::ARCH,
             },
+            "annotations": { FABRIC_ANNOTATION: fabric },
         },
         "status": status(config.max_pods),
     });
@@ -65,7 +69,12 @@ pub async fn register(
     typed.metadata.labels.extend(config.labels.clone());
     let node = match api.create(&typed).await {
         Ok(node) => node,
-        Err(error) if error.is_already_exists() => api.get(&config.name).await?,
+        Err(error) if error.is_already_exists() => {
+            // Back after a restart: the fabric listens on a new port.
+            let annotations =
+                json!({ "metadata": { "annotations": { FABRIC_ANNOTATION: fabric } } });
+            api.patch(&config.name, &Patch::Merge(annotations)).await?
+        }
         Err(error) => return Err(error),
     };
     let range = node

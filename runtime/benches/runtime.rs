@@ -6,6 +6,10 @@
 //!    driven by a bounded number of keep-alive HTTP/1.1 clients: latency and requests/s;
 //!    plus in-process `handle_request` latency without the network.
 //! 3. Memory per idle `ticker` instance with 1,000 running (RSS delta / 1000).
+//! 4. TCP throughput between two `tcp-echo` guests (a client sending to a `SINK=1` server) over
+//!    the pod network, beside the same guests on kernel loopback sockets with bare wasmtime +
+//!    wasmtime-wasi; and the transports alone between two host tasks: an in-memory
+//!    `PodStream` pair against a kernel loopback TCP connection.
 //!
 //! Set SKIFF_BENCH_QUICK=1 for a short smoke run.
 
@@ -14,7 +18,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use skiff_runtime::{ContainerSpec, ExitStatus, LogLine, LogSink, Runtime, RuntimeConfig};
+use skiff_runtime::{
+    ContainerSpec, ExitStatus, LogLine, LogSink, LogStream, MemorySink, PodStream, Runtime,
+    RuntimeConfig, VirtualNetwork,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -92,6 +100,10 @@ fn main() {
         tokio::spawn(async move { http(&rt).await }).await.unwrap();
         let rt = runtime.clone();
         tokio::spawn(async move { idle_memory(&rt).await })
+            .await
+            .unwrap();
+        let rt = runtime.clone();
+        tokio::spawn(async move { tcp_throughput(&rt).await })
             .await
             .unwrap();
     });
@@ -308,4 +320,209 @@ async fn started_ticker(
     .await
     .expect("a ticker did not tick within 30s: likely deadlocked");
     container
+}
+
+async fn tcp_throughput(runtime: &Runtime) {
+    let bytes: u64 = if quick() { 32 << 20 } else { 512 << 20 };
+    let runs = if quick() { 1 } else { 3 };
+    let workload = runtime.load_file(skiff_samples::TCP_ECHO).unwrap();
+
+    // Guest to guest over the pod network: two pods of one node.
+    let net = VirtualNetwork::default();
+    let server_pod = net.attach("10.244.0.2".parse().unwrap()).unwrap();
+    let client_pod = net.attach("10.244.0.3".parse().unwrap()).unwrap();
+    let log = MemorySink::new();
+    let mut spec = ContainerSpec::new("sink", log.clone());
+    spec.env = vec![("SINK".into(), "1".into()), ("PORT".into(), "9000".into())];
+    spec.network = Some(server_pod);
+    let server = runtime.start(&workload, spec).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        log.wait_for(|line| line.line.starts_with("listening on")),
+    )
+    .await
+    .expect("the sink did not listen within 30s: likely deadlocked");
+    let mut pod_network = Vec::new();
+    for _ in 0..runs {
+        let out = MemorySink::new();
+        let mut spec = ContainerSpec::new("source", out.clone());
+        spec.env = vec![
+            ("CONNECT".into(), "10.244.0.2:9000".into()),
+            ("SEND_BYTES".into(), bytes.to_string()),
+        ];
+        spec.network = Some(client_pod.clone());
+        let started = Instant::now();
+        let client = runtime.start(&workload, spec).unwrap();
+        assert_eq!(
+            client.wait().await,
+            ExitStatus::Exited(0),
+            "{:?}",
+            out.lines()
+        );
+        pod_network.push(started.elapsed());
+        assert_eq!(out.text(LogStream::Stdout), [format!("received {bytes}")]);
+    }
+    server.stop(Duration::ZERO).await;
+
+    let kernel_guests = bare_guests_over_loopback(bytes, runs).await;
+
+    let mut pair = Vec::new();
+    let mut loopback = Vec::new();
+    for _ in 0..runs {
+        // 256 KiB each way, as the pod network's own pipes.
+        let (a, b) = PodStream::pair(256 * 1024);
+        pair.push(pump(a, b, bytes).await);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        loopback.push(pump(client.unwrap(), accepted.unwrap().0, bytes).await);
+    }
+
+    let rate = |samples: &[Duration]| {
+        let best = samples.iter().min().unwrap().as_secs_f64();
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let median = sorted[sorted.len() / 2].as_secs_f64();
+        let mib = bytes as f64 / 1048576.0;
+        format!(
+            "{:>7.0} MiB/s median, {:>7.0} MiB/s best",
+            mib / median,
+            mib / best
+        )
+    };
+    println!(
+        "4. TCP throughput, {} MiB one way, {runs} runs each",
+        bytes >> 20
+    );
+    for (what, samples) in [
+        ("guest -> guest, pod network (in-memory)", &pod_network),
+        (
+            "guest -> guest, kernel loopback (wasmtime-wasi)",
+            &kernel_guests,
+        ),
+        ("host  -> host,  PodStream pair (in-memory)", &pair),
+        ("host  -> host,  kernel loopback TCP", &loopback),
+    ] {
+        println!("   {what:<48} {}", rate(samples));
+    }
+    println!(
+        "   (guest figures include starting the client, ~0.1 ms; 64 KiB writes, std::net in the guests)"
+    );
+    println!();
+}
+
+/// Writes `bytes` into `writer` in 64 KiB chunks while a task reads them all from `reader`;
+/// the time until the reader has seen the end.
+async fn pump<W, R>(mut writer: W, mut reader: R, bytes: u64) -> Duration
+where
+    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let reading = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            match reader.read(&mut buffer).await.unwrap() {
+                0 => break total,
+                n => total += n as u64,
+            }
+        }
+    });
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        writer.write_all(&chunk[..n]).await.unwrap();
+        left -= n as u64;
+    }
+    writer.shutdown().await.unwrap();
+    assert_eq!(reading.await.unwrap(), bytes);
+    started.elapsed()
+}
+
+/// Store data for the bare wasmtime baseline.
+struct Bare {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for Bare {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The same two tcp-echo guests with bare wasmtime + wasmtime-wasi's own sockets: kernel TCP
+/// on 127.0.0.1. The time of each client run.
+async fn bare_guests_over_loopback(bytes: u64, runs: usize) -> Vec<Duration> {
+    use wasmtime_wasi::p2::bindings::CommandPre;
+
+    let engine = wasmtime::Engine::new(&wasmtime::Config::new()).unwrap();
+    let component =
+        wasmtime::component::Component::from_file(&engine, skiff_samples::TCP_ECHO).unwrap();
+    let mut linker = wasmtime::component::Linker::<Bare>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    let pre = CommandPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = move |pre: CommandPre<Bare>, env: Vec<(String, String)>| async move {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.arg("tcp-echo")
+            .envs(&env)
+            .allow_tcp(true)
+            .inherit_network();
+        let mut store = wasmtime::Store::new(
+            pre.engine(),
+            Bare {
+                wasi: wasi.build(),
+                table: wasmtime::component::ResourceTable::new(),
+            },
+        );
+        let command = pre.instantiate_async(&mut store).await.unwrap();
+        command.wasi_cli_run().call_run(&mut store).await.unwrap()
+    };
+    let server = tokio::spawn(run(
+        pre.clone(),
+        vec![
+            ("SINK".into(), "1".into()),
+            ("HOST".into(), "127.0.0.1".into()),
+            ("PORT".into(), port.to_string()),
+        ],
+    ));
+    // Wait for the server to listen (the probe connection is counted and answered, harmlessly).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the bare sink did not listen: likely deadlocked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let client = run(
+            pre.clone(),
+            vec![
+                ("CONNECT".into(), format!("127.0.0.1:{port}")),
+                ("SEND_BYTES".into(), bytes.to_string()),
+            ],
+        )
+        .await;
+        assert_eq!(client, Ok(()));
+        times.push(started.elapsed());
+    }
+    server.abort();
+    times
 }

@@ -147,7 +147,7 @@ impl Container {
                 let wasi = wasi::builder(&spec)?.build();
                 let store = new_store(
                     &engine,
-                    P2Host::new(wasi, MemoryLimiter::new(memory_limit)),
+                    P2Host::new(wasi, MemoryLimiter::new(memory_limit), spec.network.clone()),
                     &cpu,
                 );
                 let pre = pre.clone();

@@ -163,7 +163,8 @@ impl Runtime {
         wasmtime_wasi::p1::add_to_linker_async(&mut p1_linker, |host: &mut P1Host| &mut host.wasi)
             .map_err(|error| EngineError::Link(error.into()))?;
         let mut p2_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut p2_linker)
+        // WASI 0.2 with skiff's own sockets over the pod network.
+        crate::sockets::add_to_linker(&mut p2_linker)
             .map_err(|error| EngineError::Link(error.into()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut p2_linker)
             .map_err(|error| EngineError::Link(error.into()))?;

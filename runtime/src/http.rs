@@ -136,7 +136,11 @@ impl HttpService {
         let wasi = wasi::builder(&self.spec)?.build();
         let mut store = new_store(
             &self.engine,
-            P2Host::new(wasi, MemoryLimiter::new(self.spec.memory_limit_bytes)),
+            P2Host::new(
+                wasi,
+                MemoryLimiter::new(self.spec.memory_limit_bytes),
+                self.spec.network.clone(),
+            ),
             &self.cpu,
         );
         let request = request.map(|body| {

@@ -9,8 +9,12 @@
 //!   `wasi:http/incoming-handler` service.
 //! - [`Runtime::start`] runs a workload as a [`Container`] under a [`ContainerSpec`]: args,
 //!   env, volumes, memory and CPU limits, a [`LogSink`] for its output and optionally a
-//!   [`Network`] for its sockets. [`Container::wait`] and [`Container::stop`] give its
+//!   [`PodNetwork`] for its sockets. [`Container::wait`] and [`Container::stop`] give its
 //!   [`ExitStatus`].
+//! - [`VirtualNetwork`] is a node's pod network: each pod attached to it is a [`PodNetwork`]
+//!   with its own IP, loopback and port space, and guests' `wasi:sockets` TCP runs over it
+//!   through in-memory streams, never a kernel socket. What lies beyond the node's pods goes
+//!   to the embedder's [`Outside`] hook.
 //!
 //! The runtime knows nothing of skiff's API objects; the node maps pods onto these types.
 
@@ -22,6 +26,7 @@ mod http;
 mod limits;
 mod logs;
 mod network;
+mod sockets;
 mod spec;
 mod wasi;
 mod workload;
@@ -30,6 +35,9 @@ pub use container::{Container, StartError};
 pub use engine::{CacheStats, EngineError, Runtime, RuntimeConfig};
 pub use http::{HttpError, ResponseBody, serve_http};
 pub use logs::{LogLine, LogSink, LogStream, MemorySink, StdioSink};
-pub use network::{LoopbackNetwork, Network, SocketUse};
+pub use network::{
+    AttachError, BindError, ConnectError, NoOutside, Outside, PodListener, PodNetwork, PodStream,
+    ResolveError, VirtualNetwork,
+};
 pub use spec::{ContainerSpec, ExitStatus, VolumeMount};
 pub use workload::{LoadError, Workload, WorkloadKind};

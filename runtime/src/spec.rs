@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::logs::LogSink;
-use crate::network::Network;
+use crate::network::PodNetwork;
 
 /// How to run one container: the runtime's own small spec, independent of skiff's API types.
 #[derive(Clone)]
@@ -26,8 +26,9 @@ pub struct ContainerSpec {
     pub cpu_millis: Option<u32>,
     /// Where stdout and stderr lines go.
     pub log_sink: Arc<dyn LogSink>,
-    /// Sockets for the guest. `None` (the default): no sockets at all.
-    pub network: Option<Arc<dyn Network>>,
+    /// The pod network the guest's sockets live in: the pod's IP, loopback and port space,
+    /// shared with the other containers of its pod. `None` (the default): no sockets at all.
+    pub network: Option<PodNetwork>,
 }
 
 impl ContainerSpec {
@@ -55,7 +56,7 @@ impl std::fmt::Debug for ContainerSpec {
             .field("volumes", &self.volumes)
             .field("memory_limit_bytes", &self.memory_limit_bytes)
             .field("cpu_millis", &self.cpu_millis)
-            .field("network", &self.network.is_some())
+            .field("network", &self.network.as_ref().map(PodNetwork::ip))
             .finish_non_exhaustive()
     }
 }

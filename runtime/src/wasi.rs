@@ -1,8 +1,6 @@
 //! The host side of an instance: store data for core modules and components, and the WASI
 //! context built from a [`ContainerSpec`].
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -11,7 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 use crate::container::StartError;
 use crate::limits::MemoryLimiter;
 use crate::logs::{GuestOutput, LogStream};
-use crate::network::Network;
+use crate::network::PodNetwork;
 use crate::spec::{ContainerSpec, VolumeMount};
 
 /// Store data of a core module (WASI preview 1).
@@ -27,17 +25,26 @@ pub(crate) struct P2Host {
     pub(crate) http: WasiHttpCtx,
     pub(crate) hooks: NoOutgoingHttp,
     pub(crate) limiter: MemoryLimiter,
+    /// The pod network the guest's sockets live in (src/sockets/); `None`: no sockets.
+    pub(crate) network: Option<PodNetwork>,
 }
 
 impl P2Host {
-    pub(crate) fn new(wasi: WasiCtx, limiter: MemoryLimiter) -> Self {
+    pub(crate) fn new(wasi: WasiCtx, limiter: MemoryLimiter, network: Option<PodNetwork>) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
             limiter,
+            network,
         }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for P2Host {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 
@@ -82,8 +89,9 @@ impl WasiHttpHooks for NoOutgoingHttp {
     }
 }
 
-/// A WASI context for one instance of `spec`: argv, env, stdio into the log sink, volumes,
-/// and sockets only through the spec's network.
+/// A WASI context for one instance of `spec`: argv, env, stdio into the log sink and volumes.
+/// Its own (kernel) sockets stay off: components get theirs from the pod network
+/// (src/sockets/), and WASI preview 1 has none.
 pub(crate) fn builder(spec: &ContainerSpec) -> Result<WasiCtxBuilder, StartError> {
     let mut builder = WasiCtxBuilder::new();
     builder.arg(&spec.name).args(&spec.args).envs(&spec.env);
@@ -92,15 +100,10 @@ pub(crate) fn builder(spec: &ContainerSpec) -> Result<WasiCtxBuilder, StartError
     for volume in &spec.volumes {
         preopen(&mut builder, volume)?;
     }
-    match &spec.network {
-        Some(network) => allow_network(&mut builder, network.clone()),
-        None => {
-            builder
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false);
-        }
-    }
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     Ok(builder)
 }
 
@@ -120,15 +123,4 @@ fn preopen(builder: &mut WasiCtxBuilder, volume: &VolumeMount) -> Result<(), Sta
             source: source.into(),
         })?;
     Ok(())
-}
-
-fn allow_network(builder: &mut WasiCtxBuilder, network: Arc<dyn Network>) {
-    builder
-        .allow_tcp(network.tcp())
-        .allow_udp(network.udp())
-        .allow_ip_name_lookup(network.name_lookup());
-    builder.socket_addr_check(move |addr, usage| {
-        let permitted = network.permits(addr, usage.into());
-        Box::pin(async move { permitted })
-    });
 }

@@ -24,8 +24,13 @@ pub const MEMHOG: &str = concat!(env!("OUT_DIR"), "/memhog.wasm");
 pub const CPUSPIN: &str = concat!(env!("OUT_DIR"), "/cpuspin.wasm");
 /// `wasi:http/incoming-handler` component: answers `hello from $POD_NAME at PATH`.
 pub const HTTP_HELLO: &str = concat!(env!("OUT_DIR"), "/http-hello.wasm");
-/// Component command (p2): std::net server on `HOST`:`PORT` (default 0.0.0.0:8080) echoing
-/// lines; prints `listening on ADDR` once bound.
+/// Component command (p2), std::net. Server (default): listens on `HOST`:`PORT` (default
+/// 0.0.0.0:8080), prints `listening on ADDR` once bound and `connection from PEER` for each
+/// connection, and echoes lines (after `PREFIX`); with `SINK=1` it reads each connection to
+/// its end and answers `received N`. Client (`CONNECT=ADDR`): sends `MESSAGE` (default
+/// `hello`) and prints `echoed: LINE`, or with `SEND_BYTES=N` sends N bytes, shuts down its
+/// side and prints the answer. `UDP_BIND=ADDR` binds a UDP socket. A failure prints
+/// `tcp-echo: STEP: KIND (ERROR)` to stderr (KIND an `io::ErrorKind`) and exits 1.
 pub const TCP_ECHO: &str = concat!(env!("OUT_DIR"), "/tcp-echo.wasm");
 /// Core module (p1): writes `CONTENT` to the file named by its argument (default
 /// /data/message.txt); exits 1 if the write fails.

@@ -73,33 +73,7 @@ pub async fn pod_log(
             )));
         }
     };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty());
-    let Some(node_name) = node_name else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} is not scheduled to a node yet: it has no logs"
-        )));
-    };
-    let nodes = server
-        .registry
-        .find("", "v1", "nodes")
-        .expect("nodes are built in");
-    let (_, node) = server.get_object(nodes, None, node_name).await?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str());
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64);
-    let (Some(address), Some(port)) = (address, port) else {
-        return Err(ApiError::bad_request(format!(
-            "node {node_name} publishes no address for its API"
-        )));
-    };
+    let (address, node_name) = node_api_address(server, &pod, name).await?;
     let Some(token) = server.config.node_api_token.as_deref() else {
         return Err(ApiError::forbidden(
             "this API server has no credential for node APIs: logs are unavailable",
@@ -117,7 +91,7 @@ pub async fn pod_log(
         query.push(("sinceSeconds", n.to_string()));
     }
     let namespace = namespace.unwrap_or("default");
-    let url = format!("http://{address}:{port}/containerLogs/{namespace}/{name}/{container}");
+    let url = format!("http://{address}/containerLogs/{namespace}/{name}/{container}");
     let response = server
         .http
         .get(&url)
@@ -137,4 +111,38 @@ pub async fn pod_log(
     }
     let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+/// `ADDRESS:PORT` of the API of the node `pod` runs on, and the node's name.
+pub(crate) async fn node_api_address(
+    server: &ApiServer,
+    pod: &Value,
+    name: &str,
+) -> ApiResult<(String, String)> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("pod {name} is not scheduled to a node yet"))
+        })?;
+    let nodes = server
+        .registry
+        .find("", "v1", "nodes")
+        .expect("nodes are built in");
+    let (_, node) = server.get_object(nodes, None, node_name).await?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str());
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64);
+    let (Some(address), Some(port)) = (address, port) else {
+        return Err(ApiError::bad_request(format!(
+            "node {node_name} publishes no address for its API"
+        )));
+    };
+    Ok((format!("{address}:{port}"), node_name.to_string()))
 }

@@ -14,6 +14,7 @@ mod logs;
 mod metrics;
 pub mod modules;
 mod object;
+pub mod portforward;
 pub mod registry;
 mod request;
 mod watch;
@@ -209,7 +210,10 @@ async fn named_api(State(server): State<Arc<ApiServer>>, request: Request) -> Re
 }
 
 async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResult<Response> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.path().ends_with("/portforward") {
+        return serve_port_forward(&server, core, &mut parts).await;
+    }
     let path = parts.uri.path();
     let rest = path
         .strip_prefix(if core { "/api" } else { "/apis" })
@@ -335,13 +339,44 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
     }
 }
 
+/// `pods/NAME/portforward`, which takes over the connection rather than answering it.
+async fn serve_port_forward(
+    server: &ApiServer,
+    core: bool,
+    parts: &mut axum::http::request::Parts,
+) -> ApiResult<Response> {
+    let path = parts.uri.path().to_string();
+    let rest = path.strip_prefix("/api").filter(|_| core).unwrap_or("");
+    let Target::Resource(resource) = Target::parse(&server.registry, core, rest)? else {
+        return Err(ApiError::path_not_found(&path));
+    };
+    let rt = resource.rt;
+    let name = resource.name.as_deref();
+    match (&parts.method, name, resource.subresource.as_deref()) {
+        (&Method::GET | &Method::POST, Some(name), Some("portforward")) if rt.kind == "Pod" => {
+            let query = parts.uri.query().map(str::to_string);
+            let namespace = resource.namespace.clone();
+            portforward::port_forward(
+                server,
+                rt,
+                namespace.as_deref(),
+                name,
+                query.as_deref(),
+                parts,
+            )
+            .await
+        }
+        _ => Err(ApiError::path_not_found(&path)),
+    }
+}
+
 fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
     match sub {
         "status" => rt.has_status,
         "scale" => rt.scalable,
         "binding" => rt.kind == "Pod",
         "finalize" => rt.kind == "Namespace",
-        "log" => rt.kind == "Pod",
+        "log" | "portforward" => rt.kind == "Pod",
         _ => false,
     }
 }

@@ -1,0 +1,380 @@
+//! The pod network on a three-node cluster: pods reach each other by IP on one node and
+//! across nodes, containers of a pod share a loopback, two pods on one node both listen on
+//! 8080, and a Service balances connections over its replicas by every form of its DNS
+//! name, moving off a replica that is gone.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{NodeProcess, Server, wait_for};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn echo(name: &str) -> Value {
+    json!({ "name": name, "image": format!("file:{}", skiff_samples::TCP_ECHO) })
+}
+
+fn env(pairs: &[(&str, &str)]) -> Value {
+    pairs
+        .iter()
+        .map(|(k, v)| json!({ "name": k, "value": v }))
+        .collect()
+}
+
+/// A client pod on `node` that sends `message` to `address` once.
+fn client(name: &str, node: &str, address: &str, message: &str) -> Value {
+    let mut container = echo("client");
+    container["env"] = env(&[("CONNECT", address), ("MESSAGE", message)]);
+    json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
+        "spec": { "nodeName": node, "restartPolicy": "Never", "containers": [container] },
+    })
+}
+
+fn create(server: &Server, path: &str, body: Value) {
+    let (status, answer) = server.send(Method::POST, path, Some(body));
+    assert_eq!(status, 201, "{answer}");
+}
+
+fn logs(server: &Server, pod: &str, container: Option<&str>) -> String {
+    let query = container
+        .map(|c| format!("?container={c}"))
+        .unwrap_or_default();
+    server
+        .client()
+        .get(format!("{}{PODS}/{pod}/log{query}", server.url))
+        .bearer_auth(&server.token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// Waits for a client pod to finish and returns what it printed; fails if it failed.
+fn finished(server: &Server, pod: &str) -> String {
+    let mut last = Value::Null;
+    wait_for(&format!("{pod} to finish"), Duration::from_secs(60), || {
+        last = server.get(&format!("{PODS}/{pod}"));
+        matches!(
+            last["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    });
+    let output = logs(server, pod, None);
+    assert_eq!(
+        last["status"]["phase"], "Succeeded",
+        "{pod}: {output}\n{last}"
+    );
+    output
+}
+
+fn pod_ip(server: &Server, pod: &str) -> String {
+    let mut ip = String::new();
+    wait_for(&format!("{pod} listening"), Duration::from_secs(60), || {
+        let found = server.get(&format!("{PODS}/{pod}"));
+        ip = found["status"]["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        !ip.is_empty() && logs(server, pod, None).contains("listening on")
+    });
+    ip
+}
+
+#[test]
+fn pods_talk_over_the_pod_network_and_services_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
+    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
+    let _node2 = NodeProcess::start(&server, "node-2", &dir.path().join("node-2"), &[]);
+    wait_for(
+        "three nodes with pod ranges",
+        Duration::from_secs(60),
+        || {
+            server.get("/api/v1/nodes")["items"]
+                .as_array()
+                .is_some_and(|nodes| {
+                    nodes.len() == 3 && nodes.iter().all(|n| n["spec"]["podCIDR"].is_string())
+                })
+        },
+    );
+
+    // Two echo servers on node-1, both on port 8080; each answers with its own prefix.
+    for (name, prefix) in [("echo-a", "a:"), ("echo-b", "b:")] {
+        let mut container = echo("server");
+        container["env"] = env(&[("PREFIX", prefix)]);
+        create(
+            &server,
+            PODS,
+            json!({
+                "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
+                "spec": { "nodeName": "node-1", "containers": [container] },
+            }),
+        );
+    }
+    let a = pod_ip(&server, "echo-a");
+    let b = pod_ip(&server, "echo-b");
+    assert_ne!(a, b);
+
+    // From the same node and from another node, by pod IP.
+    create(
+        &server,
+        PODS,
+        client("same-node", "node-1", &format!("{a}:8080"), "near"),
+    );
+    create(
+        &server,
+        PODS,
+        client("other-node", "node-2", &format!("{b}:8080"), "far"),
+    );
+    assert!(finished(&server, "same-node").contains("echoed: a:near"));
+    assert!(finished(&server, "other-node").contains("echoed: b:far"));
+
+    // Containers of one pod share its loopback: the client reaches its sibling at
+    // 127.0.0.1 (retrying until the sibling listens).
+    let mut server_container = echo("server");
+    server_container["env"] = env(&[("PREFIX", "sibling:")]);
+    let mut client_container = echo("client");
+    client_container["env"] = env(&[("CONNECT", "127.0.0.1:8080"), ("MESSAGE", "hi")]);
+    create(
+        &server,
+        PODS,
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "pair" },
+            "spec": { "restartPolicy": "OnFailure", "containers": [server_container, client_container] },
+        }),
+    );
+    wait_for("the sibling's echo", Duration::from_secs(60), || {
+        logs(&server, "pair", Some("client")).contains("echoed: sibling:hi")
+    });
+
+    // A Service over three replicas, one per node; each replica answers with its name.
+    let mut replica = echo("server");
+    replica["env"] = json!([{ "name": "PREFIX", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }]);
+    replica["ports"] = json!([{ "name": "echo", "containerPort": 8080 }]);
+    create(
+        &server,
+        "/apis/apps/v1/namespaces/default/deployments",
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "echo" },
+            "spec": {
+                "replicas": 3,
+                "selector": { "matchLabels": { "app": "echo" } },
+                "template": {
+                    "metadata": { "labels": { "app": "echo" } },
+                    "spec": { "containers": [replica] },
+                },
+            },
+        }),
+    );
+    create(
+        &server,
+        "/api/v1/namespaces/default/services",
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "echo" },
+            "spec": { "selector": { "app": "echo" }, "ports": [{ "port": 7000, "targetPort": "echo" }] },
+        }),
+    );
+    wait_for("three ready endpoints", Duration::from_secs(60), || {
+        server.get("/api/v1/namespaces/default/endpoints/echo")["subsets"][0]["addresses"]
+            .as_array()
+            .is_some_and(|a| a.len() == 3)
+    });
+    let replicas: Vec<Value> = server.get(&format!("{PODS}?labelSelector=app%3Decho"))["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let replica_nodes: HashSet<&str> = replicas
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(replica_nodes.len(), 3, "one replica per node");
+
+    // Six clients through node-0's proxy, by every form of the name: each replica twice.
+    let names = [
+        "echo",
+        "echo.default",
+        "echo.default.svc",
+        "echo.default.svc.cluster.local",
+        "echo.default.svc.cluster.local",
+        "echo",
+    ];
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let pod = format!("via-service-{i}");
+        create(
+            &server,
+            PODS,
+            client(&pod, "node-0", &format!("{name}:7000"), "x"),
+        );
+        let output = finished(&server, &pod);
+        let line = output
+            .lines()
+            .find_map(|l| l.strip_prefix("echoed: "))
+            .unwrap_or_else(|| panic!("{pod} got no echo: {output}"));
+        let replica = line.strip_suffix('x').unwrap().to_string();
+        *answered.entry(replica).or_default() += 1;
+    }
+    assert_eq!(answered.len(), 3, "every replica answered: {answered:?}");
+    assert!(answered.values().all(|n| *n == 2), "{answered:?}");
+
+    // From outside the cluster through a node port, as `curl NODE:NODEPORT` would.
+    let (status, node_port) = server.send(
+        Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "echo-outside" },
+            "spec": { "type": "NodePort", "selector": { "app": "echo" }, "ports": [{ "port": 7000, "targetPort": "echo" }] },
+        })),
+    );
+    assert_eq!(status, 201, "{node_port}");
+    let node_port = node_port["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    let mut reply = String::new();
+    wait_for(
+        "an echo through the node port",
+        Duration::from_secs(30),
+        || {
+            use std::io::{BufRead, Write};
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", node_port as u16))
+            else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            if stream.write_all(b"from the host\n").is_err() {
+                return false;
+            }
+            reply.clear();
+            std::io::BufReader::new(stream)
+                .read_line(&mut reply)
+                .is_ok()
+                && reply.ends_with("from the host\n")
+        },
+    );
+    assert!(
+        answered
+            .keys()
+            .any(|replica| reply.starts_with(replica.as_str())),
+        "a replica answered: {reply}"
+    );
+
+    // From this machine to a pod and to a Service through `skiff port-forward`.
+    for (target, remote, expected) in [("pod/echo-a", 8080, "a:"), ("svc/echo", 7000, "echo-")] {
+        let local = free_port();
+        let mut forward = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("--kubeconfig")
+            .arg(server.data_dir.join("kubeconfig"))
+            .args(["port-forward", target, &format!("{local}:{remote}")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reply = String::new();
+        wait_for(
+            &format!("an echo through port-forward to {target}"),
+            Duration::from_secs(30),
+            || {
+                use std::io::{BufRead, Write};
+                let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local)) else {
+                    return false;
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                if stream.write_all(b"forwarded\n").is_err() {
+                    return false;
+                }
+                reply.clear();
+                std::io::BufReader::new(stream)
+                    .read_line(&mut reply)
+                    .is_ok()
+                    && reply.ends_with("forwarded\n")
+            },
+        );
+        let _ = forward.kill();
+        let _ = forward.wait();
+        assert!(reply.starts_with(expected), "{target}: {reply}");
+    }
+
+    // A replica goes: once the endpoints drop it, no connection reaches it and none fails.
+    let gone = replicas[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = server.send(Method::DELETE, &format!("{PODS}/{gone}"), None);
+    assert_eq!(status, 200);
+    wait_for(
+        "the endpoints to drop the deleted replica",
+        Duration::from_secs(60),
+        || {
+            let endpoints = server.get("/api/v1/namespaces/default/endpoints/echo");
+            let addresses = endpoints["subsets"][0]["addresses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            !addresses
+                .iter()
+                .any(|a| a["targetRef"]["name"] == gone.as_str())
+        },
+    );
+    // The node's proxy learns of it through its own watch: wait until it stops sending
+    // connections there, then every connection must succeed and avoid it.
+    for i in 0..6 {
+        let pod = format!("after-{i}");
+        create(&server, PODS, client(&pod, "node-0", "echo:7000", "y"));
+        let output = finished(&server, &pod);
+        assert!(
+            !output.contains(&format!("echoed: {gone}")),
+            "{pod} reached the deleted replica: {output}"
+        );
+    }
+
+    // Host ports stay out of reach: the API server's port and another node's fabric port
+    // (both on 127.0.0.1 here) are the pod's own loopback from inside a pod.
+    let api_port = server.url.rsplit(':').next().unwrap().to_string();
+    let fabric =
+        server.get("/api/v1/nodes/node-1")["metadata"]["annotations"]["skiff.dev/fabric-endpoint"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let fabric_port = fabric.rsplit(':').next().unwrap().to_string();
+    for (pod, port) in [("to-api-server", api_port), ("to-fabric", fabric_port)] {
+        create(
+            &server,
+            PODS,
+            client(pod, "node-0", &format!("127.0.0.1:{port}"), "x"),
+        );
+        let output = failed(&server, pod);
+        assert!(output.contains("ConnectionRefused"), "{pod}: {output}");
+    }
+
+    // A pod that denies itself egress cannot connect beyond the cluster.
+    let mut denied = client("no-egress", "node-0", "192.0.2.1:80", "x");
+    denied["metadata"]["annotations"] = json!({ "skiff.dev/deny-egress": "true" });
+    create(&server, PODS, denied);
+    let output = failed(&server, "no-egress");
+    assert!(output.contains("PermissionDenied"), "{output}");
+}
+
+/// Waits for a client pod to fail and returns what it printed.
+fn failed(server: &Server, pod: &str) -> String {
+    let mut last = Value::Null;
+    wait_for(&format!("{pod} to finish"), Duration::from_secs(60), || {
+        last = server.get(&format!("{PODS}/{pod}"));
+        matches!(
+            last["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    });
+    let output = logs(server, pod, None);
+    assert_eq!(last["status"]["phase"], "Failed", "{pod}: {output}");
+    output
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

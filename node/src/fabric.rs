@@ -1,0 +1,278 @@
+//! The fabric: TCP streams between pods on different nodes.
+//!
+//! Every node agent listens on a fabric port (published on its Node as the annotation
+//! [`FABRIC_ANNOTATION`]). A connection from a pod here to a pod on another node becomes
+//! one HTTP/2 `CONNECT` stream to that node's fabric port, whose agent connects it to the
+//! pod's listener in its pod network; after the `200` the stream carries the bytes both
+//! ways. One HTTP/2 connection per pair of nodes carries every stream between them.
+//!
+//! A stream must carry the cluster's node token (the shared secret nodes join with) as a
+//! bearer token: the fabric port is no way into pods for anyone else. The security issue
+//! replaces the shared secret with per-node credentials and TLS.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use skiff_runtime::{ConnectError, PodStream, VirtualNetwork};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The Node annotation naming its fabric endpoint (`ADDRESS:PORT`).
+pub const FABRIC_ANNOTATION: &str = "skiff.dev/fabric-endpoint";
+
+/// The header telling the far node which pod address the connection comes from.
+const FROM_HEADER: &str = "skiff-from";
+
+/// Serves other nodes' streams into this node's pods until dropped.
+pub async fn serve(listener: TcpListener, network: VirtualNetwork, token: Arc<str>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a fabric connection failed");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let network = network.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let network = network.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(open(request, &network, &token).await) }
+            });
+            if let Err(error) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await
+            {
+                tracing::debug!(%error, %peer, "fabric connection ended");
+            }
+        });
+    }
+}
+
+/// Answers one `CONNECT`: connects to the pod and, once the caller has the `200`, copies
+/// bytes both ways until either side closes.
+async fn open(
+    mut request: Request<Incoming>,
+    network: &VirtualNetwork,
+    token: &str,
+) -> Response<Empty<Bytes>> {
+    let answer = |status: StatusCode| {
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() = status;
+        response
+    };
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| crate::api::constant_time_eq(given.as_bytes(), token.as_bytes()));
+    if !authorized {
+        return answer(StatusCode::UNAUTHORIZED);
+    }
+    if request.method() != Method::CONNECT {
+        return answer(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let Some(to) = request
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+    else {
+        return answer(StatusCode::BAD_REQUEST);
+    };
+    let from = request
+        .headers()
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut pod = match network.connect_to_pod(to, from).await {
+        Ok(stream) => stream,
+        Err(error) => return answer(status_of(error)),
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let mut upgraded = TokioIo::new(upgraded);
+                let _ = tokio::io::copy_bidirectional(&mut upgraded, &mut pod).await;
+            }
+            Err(error) => tracing::debug!(%error, %to, "a fabric stream did not open"),
+        }
+    });
+    answer(StatusCode::OK)
+}
+
+fn status_of(error: ConnectError) -> StatusCode {
+    match error {
+        ConnectError::Refused => StatusCode::BAD_GATEWAY,
+        ConnectError::Unreachable => StatusCode::NOT_FOUND,
+        ConnectError::Denied => StatusCode::FORBIDDEN,
+        ConnectError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn error_of(status: StatusCode) -> ConnectError {
+    match status {
+        StatusCode::BAD_GATEWAY => ConnectError::Refused,
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => ConnectError::Denied,
+        StatusCode::GATEWAY_TIMEOUT => ConnectError::TimedOut,
+        _ => ConnectError::Unreachable,
+    }
+}
+
+/// Opens streams to pods on other nodes, over one HTTP/2 connection per node.
+pub struct FabricClient {
+    token: String,
+    connections: tokio::sync::Mutex<HashMap<SocketAddr, SendRequest<Empty<Bytes>>>>,
+}
+
+impl FabricClient {
+    pub fn new(token: impl Into<String>) -> FabricClient {
+        FabricClient {
+            token: token.into(),
+            connections: Default::default(),
+        }
+    }
+
+    /// A stream from `from` (a pod here) to `to` (a pod on the node whose fabric endpoint
+    /// is `node`).
+    pub async fn connect(
+        &self,
+        node: SocketAddr,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<PodStream, ConnectError> {
+        let mut sender = self.sender(node).await?;
+        let request = Request::builder()
+            .method(Method::CONNECT)
+            .uri(to.to_string())
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(FROM_HEADER, from.to_string())
+            .body(Empty::new())
+            .map_err(|_| ConnectError::Unreachable)?;
+        let mut response = sender.send_request(request).await.map_err(|error| {
+            tracing::debug!(%error, %node, "a fabric request failed");
+            ConnectError::Unreachable
+        })?;
+        if response.status() != StatusCode::OK {
+            return Err(error_of(response.status()));
+        }
+        let upgraded = hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|_| ConnectError::Reset)?;
+        Ok(PodStream::new(TokioIo::new(upgraded)))
+    }
+
+    /// The HTTP/2 connection to `node`, dialled when there is none or it closed.
+    async fn sender(&self, node: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, ConnectError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(sender) = connections.get(&node)
+            && !sender.is_closed()
+        {
+            return Ok(sender.clone());
+        }
+        let tcp = TcpStream::connect(node).await.map_err(|error| {
+            tracing::debug!(%error, %node, "dialling a node's fabric port failed");
+            ConnectError::Unreachable
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|_| ConnectError::Unreachable)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %node, "fabric connection ended");
+            }
+        });
+        connections.insert(node, sender.clone());
+        Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A node's fabric server in front of `network`, and its address.
+    async fn fabric(network: VirtualNetwork, token: &str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, network, Arc::from(token)));
+        address
+    }
+
+    #[tokio::test]
+    async fn streams_reach_pods_on_the_other_node_and_only_with_the_token() {
+        // The far node: one pod echoing what it reads, upper-cased.
+        let far = VirtualNetwork::default();
+        let pod = far.attach("10.244.1.2".parse().unwrap()).unwrap();
+        let mut listener = pod.listen("0.0.0.0:8080".parse().unwrap()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, peer) = listener.accept().await;
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 64];
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    let reply = format!(
+                        "{} from {peer}",
+                        String::from_utf8_lossy(&buffer[..n]).to_uppercase()
+                    );
+                    stream.write_all(reply.as_bytes()).await.unwrap();
+                    stream.shutdown().await.unwrap();
+                });
+            }
+        });
+        let endpoint = fabric(far, "secret").await;
+
+        let client = FabricClient::new("secret");
+        let from: SocketAddr = "10.244.0.5:40000".parse().unwrap();
+        for _ in 0..3 {
+            let mut stream = client
+                .connect(endpoint, from, "10.244.1.2:8080".parse().unwrap())
+                .await
+                .unwrap();
+            stream.write_all(b"hello").await.unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            assert_eq!(reply, "HELLO from 10.244.0.5:40000");
+        }
+        assert_eq!(
+            client.connections.lock().await.len(),
+            1,
+            "one connection carries every stream"
+        );
+
+        let refused = client
+            .connect(endpoint, from, "10.244.1.2:9999".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(refused, ConnectError::Refused);
+        let unknown = client
+            .connect(endpoint, from, "10.244.1.3:8080".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(unknown, ConnectError::Unreachable);
+
+        let stranger = FabricClient::new("guess");
+        let denied = stranger
+            .connect(endpoint, from, "10.244.1.2:8080".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(denied, ConnectError::Denied);
+    }
+}

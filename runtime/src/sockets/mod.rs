@@ -1,0 +1,188 @@
+//! `wasi:sockets` over the pod network: skiff's own `tcp`, `tcp-create-socket`,
+//! `ip-name-lookup` and `udp-create-socket`, and the linker that puts them beside the rest of
+//! WASI 0.2 from wasmtime-wasi (shared/WASMTIME-48.md, "Sockets").
+//!
+//! A guest's sockets live in its pod's [`PodNetwork`]; a container without one gets
+//! `access-denied` for every socket and lookup. No kernel socket is ever opened for a guest:
+//! wasmtime-wasi's own socket context stays denied, and UDP is refused as `not-supported`.
+
+mod lookup;
+mod streams;
+mod tcp;
+
+use std::net::SocketAddr;
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::SocketError;
+use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpSocketAddress};
+use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
+
+use crate::network::{BindError, ConnectError, PodNetwork, ResolveError};
+use crate::wasi::P2Host;
+
+// `pub` because the generated bindings re-export them; the module itself is crate-private.
+pub use lookup::Resolution;
+pub use tcp::TcpSocket;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "skiff:runtime/pod-sockets",
+        imports: { default: tracing | trappable },
+        require_store_data_send: true,
+        trappable_error_type: {
+            "wasi:sockets/network.error-code" => wasmtime_wasi::p2::SocketError,
+        },
+        with: {
+            "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:sockets/network": wasmtime_wasi::p2::bindings::sockets::network,
+            "wasi:sockets/udp": wasmtime_wasi::p2::bindings::sockets::udp,
+            "wasi:sockets/tcp.tcp-socket": crate::sockets::TcpSocket,
+            "wasi:sockets/ip-name-lookup.resolve-address-stream": crate::sockets::Resolution,
+        },
+    });
+}
+
+use bindings::wasi::sockets::{
+    ip_name_lookup, tcp as tcp_bindings, tcp_create_socket, udp_create_socket,
+};
+
+/// The store data the socket interfaces work on: the instance's resource table and its
+/// pod's network, if it has one.
+pub(crate) struct PodSocketsView<'a> {
+    table: &'a mut ResourceTable,
+    pod: Option<&'a PodNetwork>,
+}
+
+impl PodSocketsView<'_> {
+    /// The pod's network, or `access-denied` for a container that has none.
+    fn pod(&self) -> Result<PodNetwork, SocketError> {
+        self.pod
+            .cloned()
+            .ok_or_else(|| ErrorCode::AccessDenied.into())
+    }
+}
+
+struct PodSockets;
+
+impl HasData for PodSockets {
+    type Data<'a> = PodSocketsView<'a>;
+}
+
+fn pod_sockets(host: &mut P2Host) -> PodSocketsView<'_> {
+    PodSocketsView {
+        table: &mut host.table,
+        pod: host.network.as_ref(),
+    }
+}
+
+/// Links WASI 0.2 for components: wasmtime-wasi's interfaces one by one, except the socket
+/// interfaces skiff provides over the pod network.
+pub(crate) fn add_to_linker(linker: &mut Linker<P2Host>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
+
+    type T = P2Host;
+    let l = linker;
+    wasmtime_wasi_io::add_to_linker_async(l)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, T::random)?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    // The network handle and the error conversions are wasmtime-wasi's; UDP sockets can
+    // never be created (udp-create-socket below), so its `udp` methods are never reached.
+    sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+
+    tcp_bindings::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    tcp_create_socket::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    ip_name_lookup::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    udp_create_socket::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    Ok(())
+}
+
+// The generated bindings convert `SocketError` through the `network` interface's host trait;
+// it is linked from wasmtime-wasi, so only the conversion is ever called here.
+impl network::Host for PodSocketsView<'_> {
+    fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
+        error.downcast()
+    }
+
+    fn network_error_code(
+        &mut self,
+        error: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<ErrorCode>> {
+        let error = self.table.get(&error)?;
+        Ok(error.downcast_ref::<std::io::Error>().map(ErrorCode::from))
+    }
+}
+
+impl network::HostNetwork for PodSocketsView<'_> {
+    fn drop(&mut self, network: Resource<network::Network>) -> wasmtime::Result<()> {
+        self.table.delete(network)?;
+        Ok(())
+    }
+}
+
+impl udp_create_socket::Host for PodSocketsView<'_> {
+    fn create_udp_socket(
+        &mut self,
+        _family: network::IpAddressFamily,
+    ) -> Result<Resource<wasmtime_wasi::p2::UdpSocket>, SocketError> {
+        self.pod()?;
+        // UDP over the pod network is not built yet.
+        Err(ErrorCode::NotSupported.into())
+    }
+}
+
+fn bind_error(error: BindError) -> ErrorCode {
+    match error {
+        BindError::AddressInUse | BindError::NoEphemeralPort => ErrorCode::AddressInUse,
+        BindError::NotBindable => ErrorCode::AddressNotBindable,
+    }
+}
+
+fn connect_error(error: ConnectError) -> ErrorCode {
+    match error {
+        ConnectError::Refused => ErrorCode::ConnectionRefused,
+        ConnectError::Unreachable => ErrorCode::RemoteUnreachable,
+        ConnectError::Denied => ErrorCode::AccessDenied,
+        ConnectError::TimedOut => ErrorCode::Timeout,
+        ConnectError::Reset => ErrorCode::ConnectionReset,
+        ConnectError::NoEphemeralPort => ErrorCode::AddressInUse,
+    }
+}
+
+fn resolve_error(error: ResolveError) -> ErrorCode {
+    match error {
+        ResolveError::NotFound => ErrorCode::NameUnresolvable,
+        ResolveError::Temporary => ErrorCode::TemporaryResolverFailure,
+        ResolveError::Denied => ErrorCode::AccessDenied,
+    }
+}
+
+fn from_wasi(addr: IpSocketAddress) -> SocketAddr {
+    addr.into()
+}
+
+fn to_wasi(addr: SocketAddr) -> IpSocketAddress {
+    addr.into()
+}
