@@ -70,6 +70,23 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The pod `namespace/name` if it is bound to this node, else a 404 saying so.
+fn pod_here(
+    ctx: &NodeContext,
+    namespace: &str,
+    name: &str,
+) -> Result<Arc<skiff_api::core::Pod>, Response> {
+    ctx.pods
+        .get(&ObjectRef::new(name).within(namespace))
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("pod {namespace}/{name} is not on this node"),
+            )
+                .into_response()
+        })
+}
+
 /// The query of a port-forward request.
 #[derive(Debug, Deserialize)]
 pub struct PortQuery {
@@ -83,12 +100,9 @@ async fn port_forward(
     Query(query): Query<PortQuery>,
     mut request: Request,
 ) -> Response {
-    let Some(found) = ctx.pods.get(&ObjectRef::new(&pod).within(&namespace)) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod} is not on this node"),
-        )
-            .into_response();
+    let found = match pod_here(&ctx, &namespace, &pod) {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let Some(ip) = found
         .status
@@ -137,12 +151,9 @@ async fn container_logs(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
-    let Some(found) = ctx.pods.get(&ObjectRef::new(&pod).within(&namespace)) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("pod {namespace}/{pod} is not on this node"),
-        )
-            .into_response();
+    let found = match pod_here(&ctx, &namespace, &pod) {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     let known = found
         .spec

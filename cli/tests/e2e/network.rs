@@ -55,6 +55,15 @@ fn logs(server: &Server, pod: &str, container: Option<&str>) -> String {
 
 /// Waits for a client pod to finish and returns what it printed; fails if it failed.
 fn finished(server: &Server, pod: &str) -> String {
+    ended(server, pod, "Succeeded")
+}
+
+/// Waits for a client pod to fail and returns what it printed.
+fn failed(server: &Server, pod: &str) -> String {
+    ended(server, pod, "Failed")
+}
+
+fn ended(server: &Server, pod: &str, expected: &str) -> String {
     let mut last = Value::Null;
     wait_for(&format!("{pod} to finish"), Duration::from_secs(60), || {
         last = server.get(&format!("{PODS}/{pod}"));
@@ -64,10 +73,7 @@ fn finished(server: &Server, pod: &str) -> String {
         )
     });
     let output = logs(server, pod, None);
-    assert_eq!(
-        last["status"]["phase"], "Succeeded",
-        "{pod}: {output}\n{last}"
-    );
+    assert_eq!(last["status"]["phase"], expected, "{pod}: {output}\n{last}");
     output
 }
 
@@ -353,21 +359,6 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     create(&server, PODS, denied);
     let output = failed(&server, "no-egress");
     assert!(output.contains("PermissionDenied"), "{output}");
-}
-
-/// Waits for a client pod to fail and returns what it printed.
-fn failed(server: &Server, pod: &str) -> String {
-    let mut last = Value::Null;
-    wait_for(&format!("{pod} to finish"), Duration::from_secs(60), || {
-        last = server.get(&format!("{PODS}/{pod}"));
-        matches!(
-            last["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-    });
-    let output = logs(server, pod, None);
-    assert_eq!(last["status"]["phase"], "Failed", "{pod}: {output}");
-    output
 }
 
 /// A port nobody listens on now.

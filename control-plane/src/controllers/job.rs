@@ -35,15 +35,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use serde_json::json;
 use skiff_api::Resource;
 use skiff_api::batch::{CONTROLLER_UID_LABEL, JOB_NAME_LABEL, Job, JobCondition, JobSpec};
 use skiff_api::core::Pod;
 use skiff_api::meta::{ObjectMeta, OwnerReference, Preconditions};
 use skiff_client::{
-    Action, Api, Client, DeleteParams, ObjectRef, Patch, PropagationPolicy, Store, WorkQueue,
+    Action, Api, Client, DeleteParams, ObjectRef, PropagationPolicy, Store, WorkQueue,
 };
 
+use super::claim;
 use super::events::EventRecorder;
 use super::expectations::Expectations;
 use super::replicaset::{BURST_REPLICAS, deletion_rank, is_active};
@@ -585,20 +585,16 @@ impl JobController {
                     // As Kubernetes, check once with a live read that the Job is not
                     // being deleted (or replaced by a namesake) before adopting.
                     if may_adopt.is_none() {
-                        let fresh = Api::<Job>::namespaced(self.client.clone(), namespace)
-                            .get_opt(job.metadata.name())
-                            .await
-                            .map_err(api_error(format!(
-                                "reading job {namespace}/{} before adopting",
-                                job.metadata.name()
-                            )))?;
-                        may_adopt = Some(fresh.is_some_and(|f| {
-                            f.metadata.uid.as_deref() == Some(uid)
-                                && f.metadata.deletion_timestamp.is_none()
-                        }));
+                        may_adopt = Some(claim::owner_still_current(&self.client, job).await?);
                     }
                     if may_adopt == Some(true)
-                        && let Some(adopted) = self.adopt(job, &pod, pods_api).await?
+                        && let Some(adopted) = claim::adopt(
+                            pods_api,
+                            &pod,
+                            controller_ref(job),
+                            &format!("job {}", job.metadata.name()),
+                        )
+                        .await?
                     {
                         owned.push(Arc::new(adopted));
                     }
@@ -606,32 +602,6 @@ impl JobController {
             }
         }
         Ok(owned)
-    }
-
-    /// Adds the Job's controller reference to `pod`; `None` if the pod is gone.
-    async fn adopt(&self, job: &Job, pod: &Pod, pods_api: &Api<Pod>) -> Result<Option<Pod>> {
-        let mut refs = pod.metadata.owner_references.clone();
-        refs.push(controller_ref(job));
-        let patch = Patch::Merge(json!({ "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.metadata.resource_version,
-        }}));
-        match pods_api.patch(pod.metadata.name(), &patch).await {
-            Ok(pod) => {
-                tracing::info!(
-                    pod = pod.metadata.name(),
-                    job = job.metadata.name(),
-                    "adopted pod"
-                );
-                Ok(Some(pod))
-            }
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(api_error(format!(
-                "adopting pod {} into job {}",
-                pod.metadata.name(),
-                job.metadata.name()
-            ))(error)),
-        }
     }
 
     /// Creates or deletes pods so that `want` are active; returns how many it created
@@ -856,6 +826,8 @@ fn pod_from_template(job: &Job) -> Pod {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn spec(value: serde_json::Value) -> JobSpec {

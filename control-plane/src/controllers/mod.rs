@@ -9,6 +9,7 @@
 //! [`run`] is the controller manager: leader election, then — while leading — every
 //! controller over one shared set of informers.
 
+mod claim;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

@@ -20,6 +20,7 @@ use skiff_api::meta::{ObjectMeta, OwnerReference};
 use skiff_api::{LabelSelector, Resource};
 use skiff_client::{Action, Api, Client, DeleteParams, ObjectRef, Patch, Store, WorkQueue};
 
+use super::claim;
 use super::events::EventRecorder;
 use super::expectations::Expectations;
 use super::{
@@ -254,20 +255,16 @@ impl ReplicaSetController {
                     // As Kubernetes, check once with a live read that the set is not
                     // being deleted (or replaced by a namesake) before adopting.
                     if may_adopt.is_none() {
-                        let fresh = Api::<ReplicaSet>::namespaced(self.client.clone(), namespace)
-                            .get_opt(rs.metadata.name())
-                            .await
-                            .map_err(api_error(format!(
-                                "reading replicaset {namespace}/{} before adopting",
-                                rs.metadata.name()
-                            )))?;
-                        may_adopt = Some(fresh.is_some_and(|f| {
-                            f.metadata.uid.as_deref() == Some(uid)
-                                && f.metadata.deletion_timestamp.is_none()
-                        }));
+                        may_adopt = Some(claim::owner_still_current(&self.client, rs).await?);
                     }
                     if may_adopt == Some(true)
-                        && let Some(adopted) = self.adopt(rs, &pod, pods_api).await?
+                        && let Some(adopted) = claim::adopt(
+                            pods_api,
+                            &pod,
+                            controller_ref(rs),
+                            &format!("replicaset {}", rs.metadata.name()),
+                        )
+                        .await?
                     {
                         owned.push(Arc::new(adopted));
                     }
@@ -275,31 +272,6 @@ impl ReplicaSetController {
             }
         }
         Ok(owned)
-    }
-
-    async fn adopt(&self, rs: &ReplicaSet, pod: &Pod, pods_api: &Api<Pod>) -> Result<Option<Pod>> {
-        let mut refs = pod.metadata.owner_references.clone();
-        refs.push(controller_ref(rs));
-        let patch = Patch::Merge(json!({ "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.metadata.resource_version,
-        }}));
-        match pods_api.patch(pod.metadata.name(), &patch).await {
-            Ok(pod) => {
-                tracing::info!(
-                    pod = pod.metadata.name(),
-                    rs = rs.metadata.name(),
-                    "adopted pod"
-                );
-                Ok(Some(pod))
-            }
-            Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(api_error(format!(
-                "adopting pod {} into replicaset {}",
-                pod.metadata.name(),
-                rs.metadata.name()
-            ))(error)),
-        }
     }
 
     async fn release(&self, rs: &ReplicaSet, pod: &Pod, pods_api: &Api<Pod>) -> Result<()> {
