@@ -310,16 +310,27 @@ fn a_crashing_version_stalls_and_undo_brings_the_old_one_back() {
         "web",
         3,
         json!({
-            "progressDeadlineSeconds": 5,
+            // Generous for the first version: on a loaded machine its first start compiles
+            // the module. The crashing version gets 5 s below.
+            "progressDeadlineSeconds": 60,
             "minReadySeconds": 2,
             "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 0 } },
         }),
     );
     let out = skiff_ok(
         &server,
-        &["rollout", "status", "deploy/web", "--timeout", "60s"],
+        &["rollout", "status", "deploy/web", "--timeout", "90s"],
     );
     assert!(out.contains("successfully rolled out"), "{out}");
+    let response = server
+        .client()
+        .patch(format!("{}{DEPLOYMENTS}/web", server.url))
+        .bearer_auth(&server.token)
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({ "spec": { "progressDeadlineSeconds": 5 } }).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
 
     let crasher = format!("file:{}", skiff_samples::CRASHER);
     skiff_ok(
