@@ -64,8 +64,6 @@ pub enum Part {
     Status,
     /// A namespace's `spec.finalizers` only.
     Finalize,
-    /// Spec and status together: the server's own changes (binding).
-    Whole,
 }
 
 /// What a selector-filtered list or watch keeps.
@@ -440,6 +438,69 @@ impl ApiServer {
         Err(ApiError::modified(rt, name))
     }
 
+    /// Assigns the pod `name` to `node` with `PodScheduled=True`, once: the write behind
+    /// `pods/NAME/binding`.
+    ///
+    /// As Kubernetes' binding does, it changes the stored pod directly rather than going
+    /// through a pod update's typed decode and validation: the change is the server's
+    /// own, and there is one binding per pod on the scheduler's hot path. Retries on a
+    /// fresh read when the pod changed meanwhile, as any write without a precondition.
+    pub(crate) async fn bind_pod(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        node: &str,
+    ) -> ApiResult<()> {
+        let key = rt.key(namespace, Some(name));
+        let mut attempts = Attempts::new();
+        while attempts.next().await {
+            let (kv, mut pod) = self.get_object(rt, namespace, name).await?;
+            if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(rt, name, "the pod is being deleted"));
+            }
+            if let Some(bound) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    &format!("pod {name} is already assigned to node {bound:?}"),
+                ));
+            }
+            let object = pod
+                .as_object_mut()
+                .ok_or_else(|| ApiError::internal("decoding a stored object", "not a map"))?;
+            let spec = object.entry("spec").or_insert_with(|| json!({}));
+            spec["nodeName"] = Value::String(node.to_string());
+            let status = object.entry("status").or_insert_with(|| json!({}));
+            if let Some(status) = status.as_object_mut() {
+                let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+                if let Value::Array(conditions) = conditions {
+                    conditions
+                        .retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                    conditions.push(json!({ "type": "PodScheduled", "status": "True", "lastTransitionTime": object::now() }));
+                }
+            }
+            // A spec change, so the generation moves as on any other spec update.
+            let meta = meta_mut(&mut pod)?;
+            let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            meta.insert("generation".into(), json!(generation));
+            // Stored without it: the revision is the resourceVersion.
+            meta.remove("resourceVersion");
+            let bytes = serde_json::to_vec(&pod)
+                .map_err(|e| ApiError::internal("encoding an object", e))?;
+            match self.store.update(&key, bytes.into(), kv.mod_revision).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(ApiError::from_store(rt, name, error)),
+            }
+        }
+        Err(ApiError::modified(rt, name))
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn try_update(
         &self,
@@ -498,7 +559,6 @@ impl ApiServer {
                     .or_insert_with(|| json!({}))["finalizers"] = finalizers;
                 merged
             }
-            Part::Whole => new,
         };
         // Server-owned metadata stays as the server set it.
         let old_meta = old

@@ -458,26 +458,7 @@ async fn bind(
             &[skiff_api::FieldError::required("target.name", "")],
         ));
     }
-    let node = node.to_string();
-    server
-        .update_object(rt, ns, name, Part::Whole, |current| {
-            if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::conflict(rt, name, "the pod is being deleted"));
-            }
-            if let Some(bound) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict(rt, name, &format!("pod {name} is already assigned to node {bound:?}")));
-            }
-            let mut pod = current.clone();
-            pod["spec"]["nodeName"] = Value::String(node.clone());
-            let status = pod.as_object_mut().expect("objects are maps").entry("status").or_insert_with(|| json!({}));
-            let conditions = status.as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-            if let Some(Value::Array(conditions)) = conditions {
-                conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-                conditions.push(json!({ "type": "PodScheduled", "status": "True", "lastTransitionTime": object::now() }));
-            }
-            Ok(Desired { object: pod, precondition: None })
-        })
-        .await?;
+    server.bind_pod(rt, ns, name, node).await?;
     Ok((StatusCode::CREATED, axum::Json(success_status(None))).into_response())
 }
 

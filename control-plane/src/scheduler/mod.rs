@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use skiff_api::core::{Node, Pod};
-use skiff_api::meta::{Binding, ObjectReference};
+use skiff_api::meta::{Binding, ObjectMeta, ObjectReference};
 use skiff_client::{Api, Client, Informer, ObjectRef, Patch, Store, WatcherParams, WorkQueue};
 use tokio::sync::Semaphore;
 
@@ -260,7 +260,14 @@ impl Scheduler {
         let binding = Binding {
             api_version: "v1".into(),
             kind: "Binding".into(),
-            metadata: pod.metadata.clone(),
+            // What Kubernetes' scheduler sends: the pod's name, namespace and uid, not
+            // its labels and annotations (the server reads only the name from the URL).
+            metadata: ObjectMeta {
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
             target: ObjectReference {
                 kind: Some("Node".into()),
                 name: Some(node.clone()),

@@ -152,3 +152,109 @@ async fn most_allocated_packs_and_least_allocated_spreads() {
         scheduler.abort();
     }
 }
+
+/// The pods bound to each node, from one listing.
+async fn placements(server: &HttpServer) -> (Vec<(String, String)>, usize) {
+    let (_, pods) = server.test.get(PODS).await;
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    let bound: Vec<(String, String)> = items
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["metadata"]["name"].as_str()?.to_string(),
+                p["spec"]["nodeName"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let unschedulable = items
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+            })
+        })
+        .count();
+    (bound, unschedulable)
+}
+
+#[tokio::test]
+async fn concurrent_bindings_never_overcommit_a_node() {
+    let server = HttpServer::start().await;
+    for name in ["a", "b", "c"] {
+        server
+            .test
+            .create("/api/v1/nodes", node(name, true, "1"))
+            .await;
+    }
+    // Room for 30 pods of 100m; 40 created at once, decided while earlier bindings are
+    // still in flight: only the assumed charges keep a node from taking an eleventh.
+    for i in 0..40 {
+        server
+            .test
+            .create(PODS, pod(&format!("p{i:02}"), "100m"))
+            .await;
+    }
+    let scheduler = start(
+        &server,
+        SchedulerConfig {
+            bind_concurrency: 64,
+            retry_interval: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let (bound, _) = eventually(
+        "30 bound, 10 unschedulable",
+        Duration::from_secs(60),
+        || async {
+            let (bound, unschedulable) = placements(&server).await;
+            (bound.len() + unschedulable >= 40).then_some((bound, unschedulable))
+        },
+    )
+    .await;
+    assert_eq!(bound.len(), 30, "{bound:?}");
+    for name in ["a", "b", "c"] {
+        let on_node = bound.iter().filter(|(_, n)| n == name).count();
+        assert_eq!(
+            on_node, 10,
+            "node {name} holds 10 × 100m of its 1 CPU: {bound:?}"
+        );
+    }
+    scheduler.abort();
+}
+
+#[tokio::test]
+async fn sampling_still_finds_the_only_node_that_fits() {
+    let server = HttpServer::start().await;
+    // Far more feasible-looking nodes than the scheduler scores per pod (100), and one
+    // with room: a search that stops early must still go on until something fits.
+    for i in 0..250 {
+        let mut small = node(&format!("small-{i:03}"), true, "100m");
+        // A range of its own: the server's default pod range has room for 16 nodes.
+        small["spec"] = json!({ "podCIDR": format!("100.64.{i}.0/24") });
+        server.test.create("/api/v1/nodes", small).await;
+    }
+    server
+        .test
+        .create("/api/v1/nodes", node("big", true, "4"))
+        .await;
+    let scheduler = start(&server, SchedulerConfig::default());
+    for name in ["p1", "p2", "p3"] {
+        server.test.create(PODS, pod(name, "1")).await;
+    }
+    for name in ["p1", "p2", "p3"] {
+        let placed = eventually("bound", Duration::from_secs(60), || node_of(&server, name)).await;
+        assert_eq!(placed, "big", "{name}");
+    }
+    // The binding is one write: node name and PodScheduled=True together.
+    let (_, p1) = server.test.get(&format!("{PODS}/p1")).await;
+    let scheduled: Vec<&Value> = p1["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] == "PodScheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{p1}");
+    assert_eq!(scheduled[0]["status"], "True");
+    scheduler.abort();
+}
