@@ -123,7 +123,12 @@ struct BenchServer {
     dir: tempfile::TempDir,
 }
 
-async fn start_server() -> Result<BenchServer> {
+/// A node's share of the pod range in the benches, as `skiff server`'s default.
+const DEFAULT_NODE_MASK: u8 = 20;
+
+/// An API server on loopback over a durable store in a temporary directory; each node it
+/// registers gets a `/node_cidr_mask_size` of the pod range.
+async fn start_server(node_cidr_mask_size: u8) -> Result<BenchServer> {
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut auth = Authenticator::default();
@@ -132,10 +137,9 @@ async fn start_server() -> Result<BenchServer> {
         groups: vec![],
     };
     auth.add_token(TOKEN, user);
-    // One node may take the whole pod range: the density run goes far past a /20's 4,094.
     let config = ApiServerConfig {
         ranges: skiff_control_plane::apiserver::allocator::Ranges {
-            node_cidr_mask_size: 16,
+            node_cidr_mask_size,
             ..Default::default()
         },
         ..ApiServerConfig::default()
@@ -151,7 +155,7 @@ async fn start_server() -> Result<BenchServer> {
 }
 
 async fn api(args: ApiBenchArgs) -> Result<()> {
-    let BenchServer { server, base, dir } = start_server().await?;
+    let BenchServer { server, base, dir } = start_server(DEFAULT_NODE_MASK).await?;
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -308,7 +312,7 @@ async fn scheduler(args: SchedulerBenchArgs) -> Result<()> {
         server,
         base,
         dir: _dir,
-    } = start_server().await?;
+    } = start_server(DEFAULT_NODE_MASK).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -451,7 +455,9 @@ async fn pods(args: PodsBenchArgs) -> Result<()> {
         .module
         .canonicalize()
         .with_context(|| format!("--module {}", args.module.display()))?;
-    let BenchServer { server, base, dir } = start_server().await?;
+    // Its one node may take the whole pod range: a density run goes far past a /20's
+    // 4,094 addresses.
+    let BenchServer { server, base, dir } = start_server(16).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -840,7 +846,7 @@ async fn rollout(args: RolloutBenchArgs) -> Result<()> {
         args.replicas as i32,
     )
     .map_err(|e| anyhow::anyhow!("--max-surge/--max-unavailable: {e}"))?;
-    let BenchServer { server, base, dir } = start_server().await?;
+    let BenchServer { server, base, dir } = start_server(DEFAULT_NODE_MASK).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(16)
         .build()?;
@@ -1015,7 +1021,7 @@ async fn node_death(args: NodeDeathBenchArgs) -> Result<()> {
         .module
         .canonicalize()
         .with_context(|| format!("--module {}", args.module.display()))?;
-    let BenchServer { server, base, dir } = start_server().await?;
+    let BenchServer { server, base, dir } = start_server(DEFAULT_NODE_MASK).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(16)
         .build()?;

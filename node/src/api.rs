@@ -70,21 +70,18 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The pod `namespace/name` if it is bound to this node, else a 404 saying so.
-fn pod_here(
-    ctx: &NodeContext,
-    namespace: &str,
-    name: &str,
-) -> Result<Arc<skiff_api::core::Pod>, Response> {
-    ctx.pods
-        .get(&ObjectRef::new(name).within(namespace))
-        .ok_or_else(|| {
-            (
-                StatusCode::NOT_FOUND,
-                format!("pod {namespace}/{name} is not on this node"),
-            )
-                .into_response()
-        })
+/// The pod `namespace/name` if it is bound to this node.
+fn pod_here(ctx: &NodeContext, namespace: &str, name: &str) -> Option<Arc<skiff_api::core::Pod>> {
+    ctx.pods.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// The 404 for a pod that is not on this node.
+fn not_here(namespace: &str, name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("pod {namespace}/{name} is not on this node"),
+    )
+        .into_response()
 }
 
 /// The query of a port-forward request.
@@ -100,9 +97,8 @@ async fn port_forward(
     Query(query): Query<PortQuery>,
     mut request: Request,
 ) -> Response {
-    let found = match pod_here(&ctx, &namespace, &pod) {
-        Ok(found) => found,
-        Err(response) => return response,
+    let Some(found) = pod_here(&ctx, &namespace, &pod) else {
+        return not_here(&namespace, &pod);
     };
     let Some(ip) = found
         .status
@@ -151,9 +147,8 @@ async fn container_logs(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<LogQuery>,
 ) -> Response {
-    let found = match pod_here(&ctx, &namespace, &pod) {
-        Ok(found) => found,
-        Err(response) => return response,
+    let Some(found) = pod_here(&ctx, &namespace, &pod) else {
+        return not_here(&namespace, &pod);
     };
     let known = found
         .spec
