@@ -353,6 +353,26 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
         assert!(output.contains("ConnectionRefused"), "{pod}: {output}");
     }
 
+    // A node that denies egress refuses its pods every connection beyond the cluster.
+    let _closed = NodeProcess::start(
+        &server,
+        "node-closed",
+        &dir.path().join("node-closed"),
+        &["--deny-egress"],
+    );
+    wait_for(
+        "node-closed with a pod range",
+        Duration::from_secs(60),
+        || server.get("/api/v1/nodes/node-closed")["spec"]["podCIDR"].is_string(),
+    );
+    create(
+        &server,
+        PODS,
+        client("closed-node", "node-closed", "192.0.2.1:80", "x"),
+    );
+    let output = failed(&server, "closed-node");
+    assert!(output.contains("PermissionDenied"), "{output}");
+
     // A pod that denies itself egress cannot connect beyond the cluster.
     let mut denied = client("no-egress", "node-0", "192.0.2.1:80", "x");
     denied["metadata"]["annotations"] = json!({ "skiff.dev/deny-egress": "true" });
