@@ -97,3 +97,67 @@ async fn forward(ctx: Arc<NodeContext>, listener: tokio::net::TcpListener, targe
         });
     }
 }
+
+/// Listeners for a pod's `hostPort`s: each forwards connections on the node's address (or
+/// the port's `hostIP`) to the container port in the pod network. They close when the
+/// returned tasks are dropped (aborted).
+pub fn open_host_ports(
+    ctx: &Arc<NodeContext>,
+    pod: &skiff_api::core::Pod,
+    ip: Ipv4Addr,
+) -> Vec<AbortOnDrop> {
+    let mut open = Vec::new();
+    for port in pod.spec.containers.iter().flat_map(|c| &c.ports) {
+        let Some(host_port) = port
+            .host_port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+        else {
+            continue;
+        };
+        if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
+            continue;
+        }
+        let host = port
+            .host_ip
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| ctx.config.address.clone());
+        let listener = match std::net::TcpListener::bind((host.as_str(), host_port))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+        {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(pod = %pod.metadata.name(), host_port, %error, "opening a host port failed");
+                continue;
+            }
+        };
+        let target = std::net::SocketAddr::from((ip, port.container_port as u16));
+        let ctx = ctx.clone();
+        open.push(AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let Ok((mut outside, _)) = listener.accept().await else {
+                    continue;
+                };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let from = ctx.pod_network_address();
+                    if let Ok(mut inside) = ctx.network.connect_to_pod(target, from).await {
+                        let _ = tokio::io::copy_bidirectional(&mut outside, &mut inside).await;
+                    }
+                });
+            }
+        })));
+    }
+    open
+}
+
+/// A task aborted when dropped.
+pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -179,6 +179,12 @@ impl Worker {
         );
         if !finished {
             let network = self.attach();
+            let _host_ports = match self.ip {
+                Some(ip) if network.is_some() => {
+                    crate::nodeports::open_host_ports(&self.ctx, &self.pod, ip)
+                }
+                _ => Vec::new(),
+            };
             self.run_containers(updates, network).await;
             if let Some(ip) = self.ip {
                 self.ctx.outside.remove_pod(IpAddr::V4(ip));

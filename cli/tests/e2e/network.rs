@@ -266,6 +266,41 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
         "a replica answered: {reply}"
     );
 
+    // From outside through a container's hostPort on its node.
+    let host_port = free_port();
+    let mut hosted = echo("server");
+    hosted["env"] = env(&[("PREFIX", "hosted:")]);
+    hosted["ports"] = json!([{ "containerPort": 8080, "hostPort": host_port }]);
+    create(
+        &server,
+        PODS,
+        json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "hosted" },
+            "spec": { "containers": [hosted] },
+        }),
+    );
+    pod_ip(&server, "hosted");
+    let mut reply = String::new();
+    wait_for(
+        "an echo through the host port",
+        Duration::from_secs(30),
+        || {
+            use std::io::{BufRead, Write};
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", host_port)) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            if stream.write_all(b"knock\n").is_err() {
+                return false;
+            }
+            reply.clear();
+            std::io::BufReader::new(stream)
+                .read_line(&mut reply)
+                .is_ok()
+                && reply == "hosted:knock\n"
+        },
+    );
+
     // From this machine to a pod and to a Service through `skiff port-forward`.
     for (target, remote, expected) in [("pod/echo-a", 8080, "a:"), ("svc/echo", 7000, "echo-")] {
         let local = free_port();

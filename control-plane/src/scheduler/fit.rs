@@ -61,12 +61,30 @@ pub fn requests(pod: &Pod) -> Resources {
     }
 }
 
+/// A host port a container takes on its node: protocol and port.
+pub type HostPort = (String, u16);
+
+/// The host ports `pod`'s containers ask for (`ports[].hostPort`).
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    pod.spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| {
+            let port = u16::try_from(p.host_port?).ok().filter(|p| *p != 0)?;
+            Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), port))
+        })
+        .collect()
+}
+
 /// A node as the scheduler sees it: what it offers and what is placed on it.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub node: Arc<Node>,
     pub allocatable: Resources,
     pub used: Resources,
+    /// Host ports taken by the pods placed on it, with how many pods take each.
+    pub ports: std::collections::HashMap<HostPort, usize>,
 }
 
 impl NodeInfo {
@@ -91,15 +109,27 @@ impl NodeInfo {
             node,
             allocatable,
             used: Resources::default(),
+            ports: Default::default(),
         }
     }
 
-    pub fn place(&mut self, requests: Resources) {
+    pub fn place(&mut self, requests: Resources, ports: &[HostPort]) {
         self.used.add(requests);
+        for port in ports {
+            *self.ports.entry(port.clone()).or_default() += 1;
+        }
     }
 
-    pub fn unplace(&mut self, requests: Resources) {
+    pub fn unplace(&mut self, requests: Resources, ports: &[HostPort]) {
         self.used.sub(requests);
+        for port in ports {
+            if let Some(count) = self.ports.get_mut(port) {
+                *count -= 1;
+                if *count == 0 {
+                    self.ports.remove(port);
+                }
+            }
+        }
     }
 }
 
@@ -111,6 +141,7 @@ pub enum Unfit {
     Unschedulable,
     Taint,
     Selector,
+    Ports,
     Cpu,
     Memory,
     Pods,
@@ -123,6 +154,7 @@ impl Unfit {
             Unfit::Unschedulable => "node(s) were unschedulable",
             Unfit::Taint => "node(s) had untolerated taint",
             Unfit::Selector => "node(s) didn't match Pod's node affinity/selector",
+            Unfit::Ports => "node(s) didn't have free ports for the requested pod ports",
             Unfit::Cpu => "Insufficient cpu",
             Unfit::Memory => "Insufficient memory",
             Unfit::Pods => "Too many pods",
@@ -150,6 +182,12 @@ pub fn check(pod: &Pod, requests: Resources, info: &NodeInfo) -> Result<(), Unfi
     }
     if !selector_matches(pod, node) {
         return Err(Unfit::Selector);
+    }
+    if host_ports(pod)
+        .iter()
+        .any(|port| info.ports.contains_key(port))
+    {
+        return Err(Unfit::Ports);
     }
     let free = |alloc: i64, used: i64| alloc - used;
     if requests.pods > free(info.allocatable.pods, info.used.pods) {
@@ -361,19 +399,19 @@ mod tests {
         let p = pod("400m", "0", json!({}));
         let r = requests(&p);
         let mut n = node("n", "1", "1Gi", json!({}));
-        n.place(r);
-        n.place(r);
+        n.place(r, &[]);
+        n.place(r, &[]);
         assert_eq!(
             check(&p, r, &n),
             Err(Unfit::Cpu),
             "two of 400m used, 200m left"
         );
-        n.unplace(r);
+        n.unplace(r, &[]);
         assert_eq!(check(&p, r, &n), Ok(()));
         let tiny = pod("0", "0", json!({}));
         let mut full = node("n", "1", "1Gi", json!({}));
         for _ in 0..10 {
-            full.place(requests(&tiny));
+            full.place(requests(&tiny), &[]);
         }
         assert_eq!(check(&tiny, requests(&tiny), &full), Err(Unfit::Pods));
     }
@@ -401,11 +439,14 @@ mod tests {
         let r = requests(&p);
         let empty = node("empty", "2", "1Gi", json!({}));
         let mut busy = node("busy", "2", "1Gi", json!({}));
-        busy.place(Resources {
-            cpu_millis: 1000,
-            memory: 0,
-            pods: 3,
-        });
+        busy.place(
+            Resources {
+                cpu_millis: 1000,
+                memory: 0,
+                pods: 3,
+            },
+            &[],
+        );
         assert!(
             score(&p, r, &empty, Scoring::LeastAllocated)
                 > score(&p, r, &busy, Scoring::LeastAllocated)
@@ -414,5 +455,29 @@ mod tests {
             score(&p, r, &empty, Scoring::MostAllocated)
                 < score(&p, r, &busy, Scoring::MostAllocated)
         );
+    }
+
+    #[test]
+    fn a_host_port_is_taken_once_per_node() {
+        let web = pod(
+            "100m",
+            "64Mi",
+            json!({ "spec": { "containers": [{
+            "name": "c", "ports": [{ "containerPort": 8080, "hostPort": 30080 }],
+        }] } }),
+        );
+        assert_eq!(host_ports(&web), vec![("TCP".to_string(), 30080)]);
+        let mut info = node("n", "4", "8Gi", json!({}));
+        assert_eq!(check(&web, requests(&web), &info), Ok(()));
+        info.place(requests(&web), &host_ports(&web));
+        assert_eq!(check(&web, requests(&web), &info), Err(Unfit::Ports));
+        let other = pod("100m", "64Mi", json!({}));
+        assert_eq!(
+            check(&other, requests(&other), &info),
+            Ok(()),
+            "pods without host ports still fit"
+        );
+        info.unplace(requests(&web), &host_ports(&web));
+        assert_eq!(check(&web, requests(&web), &info), Ok(()));
     }
 }

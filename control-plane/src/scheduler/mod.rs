@@ -22,7 +22,7 @@ use skiff_client::{Api, Client, Informer, ObjectRef, Patch, Store, WatcherParams
 use tokio::sync::Semaphore;
 
 pub use self::fit::Scoring;
-use self::fit::{NodeInfo, Resources, Unfit};
+use self::fit::{HostPort, NodeInfo, Resources, Unfit};
 
 /// Settings of the scheduler.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ impl Default for SchedulerConfig {
 struct State {
     nodes: BTreeMap<String, NodeInfo>,
     /// Pods charged to a node: bound (seen by the informer) or assumed (bound by us).
-    placed: HashMap<ObjectRef, (String, Resources)>,
+    placed: HashMap<ObjectRef, (String, Resources, Vec<HostPort>)>,
     /// Pods we bound whose binding the informer has not shown yet.
     assumed: HashSet<ObjectRef>,
     /// Pods that fit nowhere the last time they were tried.
@@ -67,20 +67,21 @@ struct State {
 }
 
 impl State {
-    fn place(&mut self, key: ObjectRef, node: String, requests: Resources) {
+    fn place(&mut self, key: ObjectRef, node: String, pod: &Pod) {
         self.unplace(&key);
+        let (requests, ports) = (fit::requests(pod), fit::host_ports(pod));
         if let Some(info) = self.nodes.get_mut(&node) {
-            info.place(requests);
+            info.place(requests, &ports);
         }
-        self.placed.insert(key, (node, requests));
+        self.placed.insert(key, (node, requests, ports));
     }
 
     /// Removes the pod's charge; true if it had one.
     fn unplace(&mut self, key: &ObjectRef) -> bool {
         match self.placed.remove(key) {
-            Some((node, requests)) => {
+            Some((node, requests, ports)) => {
                 if let Some(info) = self.nodes.get_mut(&node) {
-                    info.unplace(requests);
+                    info.unplace(requests, &ports);
                 }
                 true
             }
@@ -92,9 +93,9 @@ impl State {
         match node {
             Some(node) => {
                 let mut info = NodeInfo::new(node);
-                for (placed_on, requests) in self.placed.values() {
+                for (placed_on, requests, ports) in self.placed.values() {
                     if placed_on == name {
-                        info.place(*requests);
+                        info.place(*requests, ports);
                     }
                 }
                 self.nodes.insert(name.to_string(), info);
@@ -178,11 +179,7 @@ impl Scheduler {
             Some(pod) if bound(pod).is_some() && !terminal(pod) => {
                 state.assumed.remove(&key);
                 state.unschedulable.remove(&key);
-                state.place(
-                    key,
-                    bound(pod).unwrap_or_default().to_string(),
-                    fit::requests(pod),
-                );
+                state.place(key, bound(pod).unwrap_or_default().to_string(), pod);
             }
             Some(pod)
                 if bound(pod).is_none()
@@ -227,7 +224,7 @@ impl Scheduler {
             let decision = state.decide(&pod, &self.config);
             match &decision {
                 Ok(node) => {
-                    state.place(key.clone(), node.clone(), fit::requests(&pod));
+                    state.place(key.clone(), node.clone(), &pod);
                     state.assumed.insert(key.clone());
                     state.unschedulable.remove(&key);
                 }
