@@ -450,6 +450,7 @@ impl ApiServer {
         rt: &ResourceType,
         namespace: Option<&str>,
         name: &str,
+        uid: Option<&str>,
         node: &str,
     ) -> ApiResult<()> {
         let key = rt.key(namespace, Some(name));
@@ -458,6 +459,16 @@ impl ApiServer {
             let (kv, mut pod) = self.get_object(rt, namespace, name).await?;
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::conflict(rt, name, "the pod is being deleted"));
+            }
+            // A binding names the pod it was decided for: not a namesake created since.
+            if let Some(uid) = uid
+                && meta_str(&pod, "uid") != Some(uid)
+            {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    "Precondition failed: UID in precondition does not match the UID in the object",
+                ));
             }
             if let Some(bound) = pod
                 .pointer("/spec/nodeName")

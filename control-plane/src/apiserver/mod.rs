@@ -458,7 +458,11 @@ async fn bind(
             &[skiff_api::FieldError::required("target.name", "")],
         ));
     }
-    server.bind_pod(rt, ns, name, node).await?;
+    let uid = binding
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|uid| !uid.is_empty());
+    server.bind_pod(rt, ns, name, uid, node).await?;
     Ok((StatusCode::CREATED, axum::Json(success_status(None))).into_response())
 }
 

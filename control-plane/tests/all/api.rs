@@ -644,6 +644,29 @@ async fn binding_assigns_a_node_once() {
             .unwrap()
             .contains("already assigned")
     );
+
+    // A binding decided for an earlier pod of the same name does not bind its namesake.
+    let fresh = t.create(PODS, pod("q")).await;
+    let stale = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": { "name": "q", "uid": "an-earlier-pod" },
+        "target": { "kind": "Node", "name": "node-a" },
+    });
+    let (status, error) = t.post(&format!("{PODS}/q/binding"), stale).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    let mut current = binding_of(&fresh);
+    current["target"]["name"] = json!("node-b");
+    let (status, result) = t.post(&format!("{PODS}/q/binding"), current).await;
+    assert_eq!(status, StatusCode::CREATED, "{result}");
+}
+
+/// A binding of `pod` (by its uid).
+fn binding_of(pod: &Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": { "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"] },
+        "target": { "kind": "Node", "name": "node-a" },
+    })
 }
 
 #[tokio::test]
