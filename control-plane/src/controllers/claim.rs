@@ -1,13 +1,18 @@
-//! Adopting orphans, shared by the controllers that own pods (ReplicaSet, Job), as
-//! Kubernetes' `ControllerRefManager`: a pod without a controller that an owner's selector
-//! matches is adopted, but only after a live read shows the owner still stands.
+//! What the controllers that own pods (ReplicaSet, Job) do to pods alike, as Kubernetes'
+//! `ControllerRefManager` and `PodControl`: adopting orphans (a pod without a controller
+//! that an owner's selector matches, only after a live read shows the owner still stands)
+//! and deleting pods under expectations, with events.
 
+use futures::future::join_all;
 use serde_json::json;
 use skiff_api::Resource;
 use skiff_api::core::Pod;
 use skiff_api::meta::OwnerReference;
-use skiff_client::{Api, Client, Patch};
+use skiff_api::meta::Preconditions;
+use skiff_client::{Api, Client, DeleteParams, ObjectRef, Patch};
 
+use super::events::EventRecorder;
+use super::expectations::Expectations;
 use super::{Result, api_error};
 
 /// Whether `owner`, as the cache has it, is still the live object: not being deleted, and
@@ -50,5 +55,56 @@ pub(crate) async fn adopt(
             "adopting pod {} into {owner}",
             pod.metadata.name()
         ))(error)),
+    }
+}
+
+/// Deletes `victims` for `owner` (whose key is `owner_key`), each guarded by its uid so a
+/// namesake created since is never deleted. Every deletion is expected first, so a lagging
+/// cache does not make the owner act twice; a failed one is no longer expected. Events:
+/// `SuccessfulDelete`, `FailedDelete`. Returns the first failure.
+pub(crate) async fn delete_pods<K: Resource>(
+    owner: &K,
+    owner_key: &ObjectRef,
+    victims: &[&Pod],
+    pods_api: &Api<Pod>,
+    expectations: &Expectations,
+    recorder: &EventRecorder,
+) -> Result<()> {
+    for pod in victims {
+        expectations.expect_deletion(owner_key, ObjectRef::from_obj(*pod));
+    }
+    let results = join_all(victims.iter().map(|pod| async move {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        pods_api.delete(pod.metadata.name(), &params).await
+    }))
+    .await;
+    let mut failure = None;
+    for (pod, result) in victims.iter().zip(results) {
+        match result {
+            Ok(_) => {
+                let message = format!("Deleted pod: {}", pod.metadata.name());
+                recorder.normal(owner, "SuccessfulDelete", &message).await;
+            }
+            Err(error) if error.is_not_found() => {}
+            Err(error) => {
+                expectations.deletion_failed(owner_key, &ObjectRef::from_obj(*pod));
+                let message = format!("Error deleting: {error}");
+                recorder.warning(owner, "FailedDelete", &message).await;
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(api_error(format!(
+            "deleting pods of {} {owner_key}",
+            K::KIND.to_lowercase()
+        ))(error)),
+        None => Ok(()),
     }
 }

@@ -693,49 +693,16 @@ impl JobController {
         victims: &[Arc<Pod>],
         pods_api: &Api<Pod>,
     ) -> Result<()> {
-        for pod in victims {
-            self.expectations
-                .expect_deletion(job_key, ObjectRef::from_obj(pod.as_ref()));
-        }
-        let results = join_all(victims.iter().map(|pod| async move {
-            // The uid precondition keeps a namesake created since from being deleted.
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: pod.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            pods_api.delete(pod.metadata.name(), &params).await
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, result) in victims.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    self.recorder
-                        .normal(
-                            job,
-                            "SuccessfulDelete",
-                            &format!("Deleted pod: {}", pod.metadata.name()),
-                        )
-                        .await;
-                }
-                Err(error) if error.is_not_found() => {}
-                Err(error) => {
-                    self.expectations
-                        .deletion_failed(job_key, &ObjectRef::from_obj(pod.as_ref()));
-                    self.recorder
-                        .warning(job, "FailedDelete", &format!("Error deleting: {error}"))
-                        .await;
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        match failure {
-            Some(error) => Err(api_error(format!("deleting pods of job {job_key}"))(error)),
-            None => Ok(()),
-        }
+        let victims: Vec<&Pod> = victims.iter().map(AsRef::as_ref).collect();
+        claim::delete_pods(
+            job,
+            job_key,
+            &victims,
+            pods_api,
+            &self.expectations,
+            &self.recorder,
+        )
+        .await
     }
 
     /// Writes `status` over the cached Job's (nothing if unchanged). `false` when the

@@ -18,7 +18,7 @@ use skiff_api::apps::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use skiff_api::core::Pod;
 use skiff_api::meta::{ObjectMeta, OwnerReference};
 use skiff_api::{LabelSelector, Resource};
-use skiff_client::{Action, Api, Client, DeleteParams, ObjectRef, Patch, Store, WorkQueue};
+use skiff_client::{Action, Api, Client, ObjectRef, Patch, Store, WorkQueue};
 
 use super::claim;
 use super::events::EventRecorder;
@@ -386,51 +386,16 @@ impl ReplicaSetController {
         victims: &[&Arc<Pod>],
         pods_api: &Api<Pod>,
     ) -> Result<()> {
-        for pod in victims {
-            self.expectations
-                .expect_deletion(rs_key, ObjectRef::from_obj(pod.as_ref()));
-        }
-        let results = join_all(victims.iter().map(|pod| async move {
-            // The uid precondition keeps a namesake created since from being deleted.
-            let params = DeleteParams {
-                preconditions: Some(skiff_api::meta::Preconditions {
-                    uid: pod.metadata.uid.clone(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            pods_api.delete(pod.metadata.name(), &params).await
-        }))
-        .await;
-        let mut failure = None;
-        for (pod, result) in victims.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    self.recorder
-                        .normal(
-                            rs,
-                            "SuccessfulDelete",
-                            &format!("Deleted pod: {}", pod.metadata.name()),
-                        )
-                        .await;
-                }
-                Err(error) if error.is_not_found() => {}
-                Err(error) => {
-                    self.expectations
-                        .deletion_failed(rs_key, &ObjectRef::from_obj(pod.as_ref()));
-                    self.recorder
-                        .warning(rs, "FailedDelete", &format!("Error deleting: {error}"))
-                        .await;
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        match failure {
-            Some(error) => Err(api_error(format!("deleting pods of replicaset {rs_key}"))(
-                error,
-            )),
-            None => Ok(()),
-        }
+        let victims: Vec<&Pod> = victims.iter().map(|pod| pod.as_ref()).collect();
+        claim::delete_pods(
+            rs,
+            rs_key,
+            &victims,
+            pods_api,
+            &self.expectations,
+            &self.recorder,
+        )
+        .await
     }
 
     async fn write_status(&self, rs: &ReplicaSet, status: ReplicaSetStatus) -> Result<()> {
