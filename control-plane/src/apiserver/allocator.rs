@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use skiff_api::FieldError;
 
 use super::error::{ApiError, ApiResult};
+use super::object::name_of;
 use super::registry::ResourceType;
 use crate::store::{Store, StoreError};
 
@@ -104,11 +105,7 @@ pub(crate) async fn allocate_cluster_ip(
     if requested == Some("None") {
         return Ok(Vec::new());
     }
-    let name = service
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = name_of(service).to_string();
     let invalid = |value: &str, message: String| {
         ApiError::invalid(
             rt,
@@ -190,11 +187,7 @@ pub(crate) async fn allocate_node_ports(
     if !wants {
         return Ok(Vec::new());
     }
-    let name = service
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = name_of(service).to_string();
     let mut taken = Vec::new();
     let count = service
         .pointer("/spec/ports")
@@ -337,10 +330,7 @@ pub(crate) async fn allocate_pod_cidr(
             return Ok(Some(block));
         }
     }
-    let name = node
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = name_of(node);
     Err(ApiError::invalid(
         rt,
         name,
