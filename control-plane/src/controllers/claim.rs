@@ -9,11 +9,11 @@ use skiff_api::Resource;
 use skiff_api::core::Pod;
 use skiff_api::meta::OwnerReference;
 use skiff_api::meta::Preconditions;
-use skiff_client::{Api, Client, DeleteParams, ObjectRef, Patch};
+use skiff_client::{Api, Client, DeleteParams, ObjectRef, Patch, Store};
 
 use super::events::EventRecorder;
 use super::expectations::Expectations;
-use super::{Result, api_error};
+use super::{Result, api_error, key};
 
 /// Whether `owner`, as the cache has it, is still the live object: not being deleted, and
 /// not replaced by a namesake. Read from the API server, not the cache.
@@ -106,5 +106,30 @@ pub(crate) async fn delete_pods<K: Resource>(
             K::KIND.to_lowercase()
         ))(error)),
         None => Ok(()),
+    }
+}
+
+/// The owners of kind `K` a change of `pod` concerns: its controller, if it is a `K` (the
+/// first value, for the caller to remember), else every `K` in its namespace whose
+/// selector matches it (`selects`), each a candidate to adopt it.
+pub(crate) fn owners_of_pod<K: Resource>(
+    pod: &Pod,
+    owners: &Store<K>,
+    selects: impl Fn(&K, &std::collections::BTreeMap<String, String>) -> bool,
+) -> (Option<ObjectRef>, Vec<ObjectRef>) {
+    let namespace = pod.metadata.namespace();
+    match pod.metadata.controller() {
+        Some(owner) if owner.kind == K::KIND && owner.api_version == K::api_version() => {
+            (Some(key(namespace, &owner.name)), Vec::new())
+        }
+        Some(_) => (None, Vec::new()),
+        None => {
+            let candidates = owners
+                .filter(|o| o.meta().namespace() == namespace && selects(o, &pod.metadata.labels))
+                .iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect();
+            (None, candidates)
+        }
     }
 }

@@ -47,7 +47,7 @@ use super::claim;
 use super::events::EventRecorder;
 use super::expectations::Expectations;
 use super::replicaset::{BURST_REPLICAS, deletion_rank, is_active};
-use super::{ControllerConfig, Informers, Result, api_error, drive, feed, key, parse_time, resync};
+use super::{ControllerConfig, Informers, Result, api_error, drive, feed, parse_time, resync};
 
 /// The label carrying the Job's uid on its pods, as Kubernetes before 1.27 named it.
 const LEGACY_CONTROLLER_UID_LABEL: &str = "controller-uid";
@@ -323,26 +323,12 @@ impl JobController {
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         let mut wake: Vec<ObjectRef> = owners.remove(pod_key).into_iter().collect();
         if let Some(pod) = self.pods.get(pod_key) {
-            let namespace = pod.metadata.namespace().to_string();
-            match pod.metadata.controller() {
-                Some(owner)
-                    if owner.kind == Job::KIND && owner.api_version == Job::api_version() =>
-                {
-                    let job = key(&namespace, &owner.name);
-                    owners.insert(pod_key.clone(), job.clone());
-                    wake.push(job);
-                }
-                Some(_) => {}
-                None => wake.extend(
-                    self.jobs
-                        .filter(|job| {
-                            job.metadata.namespace() == namespace
-                                && selects(job, &pod.metadata.labels)
-                        })
-                        .iter()
-                        .map(|job| ObjectRef::from_obj(job.as_ref())),
-                ),
+            let (controller, candidates) = claim::owners_of_pod(&pod, &self.jobs, selects);
+            if let Some(job) = controller {
+                owners.insert(pod_key.clone(), job.clone());
+                wake.push(job);
             }
+            wake.extend(candidates);
         }
         wake.dedup();
         wake

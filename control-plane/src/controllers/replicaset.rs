@@ -24,7 +24,7 @@ use super::claim;
 use super::events::EventRecorder;
 use super::expectations::Expectations;
 use super::{
-    ControllerConfig, Error, Informers, Result, api_error, drive, feed, key, parse_time, resync,
+    ControllerConfig, Error, Informers, Result, api_error, drive, feed, parse_time, resync,
 };
 
 /// At most this many pods are created or deleted by one reconcile (Kubernetes'
@@ -115,24 +115,12 @@ impl ReplicaSetController {
         let previous = owners.remove(pod_key);
         let mut wake: Vec<ObjectRef> = previous.into_iter().collect();
         if let Some(pod) = self.pods.get(pod_key) {
-            let namespace = pod.metadata.namespace().to_string();
-            match pod.metadata.controller() {
-                Some(owner) if owner.kind == ReplicaSet::KIND => {
-                    let rs = key(&namespace, &owner.name);
-                    owners.insert(pod_key.clone(), rs.clone());
-                    wake.push(rs);
-                }
-                Some(_) => {}
-                None => wake.extend(
-                    self.replicasets
-                        .filter(|rs| {
-                            rs.metadata.namespace() == namespace
-                                && selects(rs, &pod.metadata.labels)
-                        })
-                        .iter()
-                        .map(|rs| ObjectRef::from_obj(rs.as_ref())),
-                ),
+            let (controller, candidates) = claim::owners_of_pod(&pod, &self.replicasets, selects);
+            if let Some(rs) = controller {
+                owners.insert(pod_key.clone(), rs.clone());
+                wake.push(rs);
             }
+            wake.extend(candidates);
         }
         wake.dedup();
         wake
