@@ -768,6 +768,19 @@ fn bench_deployment(
     })
 }
 
+/// Creates the Deployment `body` in the collection at `url`.
+async fn create_deployment(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let response = http.post(url).bearer_auth(TOKEN).json(body).send().await?;
+    if !response.status().is_success() {
+        bail!("creating the deployment answered {}", response.status());
+    }
+    Ok(())
+}
+
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
     let response = http.get(url).bearer_auth(TOKEN).send().await?;
     if !response.status().is_success() {
@@ -884,21 +897,12 @@ async fn rollout(args: RolloutBenchArgs) -> Result<()> {
     let deployments = format!("{base}/apis/apps/v1/namespaces/default/deployments");
     let deployment_url = format!("{deployments}/{name}");
     let pods_url = format!("{base}/api/v1/namespaces/default/pods?labelSelector=app%3D{name}");
-    let response = http
-        .post(&deployments)
-        .bearer_auth(TOKEN)
-        .json(&bench_deployment(
-            name,
-            args.replicas,
-            &module,
-            "v1",
-            &strategy,
-        ))
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!("creating the deployment answered {}", response.status());
-    }
+    create_deployment(
+        &http,
+        &deployments,
+        &bench_deployment(name, args.replicas, &module, "v1", &strategy),
+    )
+    .await?;
     let scale_up = poll_until(
         "all replicas of v1 available",
         Duration::from_secs(300),
@@ -1076,23 +1080,12 @@ async fn node_death(args: NodeDeathBenchArgs) -> Result<()> {
     let replicas = args.replicas as usize;
     let pods_url = format!("{base}/api/v1/namespaces/default/pods?labelSelector=app%3D{name}");
     let strategy = json!({ "type": "RollingUpdate" });
-    let response = http
-        .post(format!(
-            "{base}/apis/apps/v1/namespaces/default/deployments"
-        ))
-        .bearer_auth(TOKEN)
-        .json(&bench_deployment(
-            name,
-            args.replicas,
-            &module,
-            "v1",
-            &strategy,
-        ))
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!("creating the deployment answered {}", response.status());
-    }
+    create_deployment(
+        &http,
+        &format!("{base}/apis/apps/v1/namespaces/default/deployments"),
+        &bench_deployment(name, args.replicas, &module, "v1", &strategy),
+    )
+    .await?;
     // Live Running pods per node.
     let placement = || async {
         let list = get_json(&http, &pods_url).await?;
