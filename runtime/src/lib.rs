@@ -26,6 +26,7 @@ mod http;
 mod limits;
 mod logs;
 mod network;
+mod outgoing;
 mod sockets;
 mod spec;
 mod wasi;

@@ -4,12 +4,13 @@
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::container::StartError;
 use crate::limits::MemoryLimiter;
 use crate::logs::{GuestOutput, LogStream};
 use crate::network::PodNetwork;
+use crate::outgoing::PodHttp;
 use crate::spec::{ContainerSpec, VolumeMount};
 
 /// Store data of a core module (WASI preview 1).
@@ -23,7 +24,8 @@ pub(crate) struct P2Host {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
-    pub(crate) hooks: NoOutgoingHttp,
+    /// Sends the guest's outgoing `wasi:http` requests through its pod network.
+    pub(crate) hooks: PodHttp,
     pub(crate) limiter: MemoryLimiter,
     /// The pod network the guest's sockets live in (src/sockets/); `None`: no sockets.
     pub(crate) network: Option<PodNetwork>,
@@ -35,7 +37,7 @@ impl P2Host {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: NoOutgoingHttp,
+            hooks: PodHttp::new(network.clone()),
             limiter,
             network,
         }
@@ -64,28 +66,6 @@ impl WasiHttpView for P2Host {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// Refuses every outgoing HTTP request: outgoing traffic will go through the pod network,
-/// which is not wired to wasi:http yet.
-pub(crate) struct NoOutgoingHttp;
-
-type OutgoingResult = wasmtime_wasi_http::Result<(
-    http::Response<wasmtime_wasi_http::WasiBody>,
-    Box<dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send>,
-)>;
-
-impl WasiHttpHooks for NoOutgoingHttp {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<
-            dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send,
-        >,
-    ) -> Box<dyn Future<Output = OutgoingResult> + Send> {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -22,7 +22,10 @@ pub const TRAPPER: &str = concat!(env!("OUT_DIR"), "/trapper.wasm");
 pub const MEMHOG: &str = concat!(env!("OUT_DIR"), "/memhog.wasm");
 /// Core module (p1): prints "spinning", then loops forever without calling the host.
 pub const CPUSPIN: &str = concat!(env!("OUT_DIR"), "/cpuspin.wasm");
-/// `wasi:http/incoming-handler` component: answers `hello from $POD_NAME at PATH`.
+/// `wasi:http/incoming-handler` component: answers `hello from $POD_NAME at PATH`; paths in
+/// `FAIL_PATHS` (comma separated) get a 503. With `UPSTREAM=URL` it is a frontend: each request
+/// GETs that URL through `wasi:http/outgoing-handler` and the answer adds
+/// `upstream STATUS: BODY`, or is a 502 with `upstream failed: ERROR`.
 pub const HTTP_HELLO: &str = concat!(env!("OUT_DIR"), "/http-hello.wasm");
 /// Component command (p2), std::net. Server (default): listens on `HOST`:`PORT` (default
 /// 0.0.0.0:8080), prints `listening on ADDR` once bound and `connection from PEER` for each

@@ -424,3 +424,108 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The frontend → backend sample: a wasi:http component whose outgoing requests name a
+/// Service, the backend on another node, reached from the host through a node port.
+#[test]
+fn a_frontend_component_calls_its_backend_service_by_name_across_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
+    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
+    wait_for("two nodes with pod ranges", Duration::from_secs(60), || {
+        server.get("/api/v1/nodes")["items"]
+            .as_array()
+            .is_some_and(|nodes| {
+                nodes.len() == 2 && nodes.iter().all(|n| n["spec"]["podCIDR"].is_string())
+            })
+    });
+
+    let http_hello = |name: &str, node: &str, app: &str, env: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "labels": { "app": app } },
+            "spec": { "nodeName": node, "containers": [{
+                "name": "web",
+                "image": format!("file:{}", skiff_samples::HTTP_HELLO),
+                "env": env,
+                "ports": [{ "name": "http", "containerPort": 8080 }],
+            }] },
+        })
+    };
+    let pod_name = json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } });
+    create(
+        &server,
+        PODS,
+        http_hello("backend-1", "node-1", "backend", json!([pod_name])),
+    );
+    create(
+        &server,
+        "/api/v1/namespaces/default/services",
+        json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "backend" },
+            "spec": { "selector": { "app": "backend" }, "ports": [{ "port": 80, "targetPort": "http" }] },
+        }),
+    );
+    let upstream =
+        json!({ "name": "UPSTREAM", "value": "http://backend.default.svc.cluster.local/api" });
+    create(
+        &server,
+        PODS,
+        http_hello(
+            "frontend-1",
+            "node-0",
+            "frontend",
+            json!([pod_name, upstream]),
+        ),
+    );
+    let (status, frontend) = server.send(
+        Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "frontend" },
+            "spec": { "type": "NodePort", "selector": { "app": "frontend" }, "ports": [{ "port": 80, "targetPort": "http" }] },
+        })),
+    );
+    assert_eq!(status, 201, "{frontend}");
+    let node_port = frontend["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+
+    // The backend answers once its endpoint is known to node-0's proxy; until then the
+    // frontend reports the failure (502) and the test keeps asking.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut answer = String::new();
+    wait_for(
+        "the frontend's answer through its backend",
+        Duration::from_secs(60),
+        || {
+            let Ok(response) = client.get(format!("http://127.0.0.1:{node_port}/")).send() else {
+                return false;
+            };
+            let ok = response.status() == 200;
+            answer = response.text().unwrap_or_default();
+            ok
+        },
+    );
+    assert_eq!(
+        answer,
+        "hello from frontend-1 at /\nupstream 200: hello from backend-1 at /api\n"
+    );
+
+    // Without the backend the frontend's request fails and it says why.
+    let (status, _) = server.send(Method::DELETE, &format!("{PODS}/backend-1"), None);
+    assert_eq!(status, 200);
+    wait_for(
+        "the frontend to report its backend gone",
+        Duration::from_secs(60),
+        || {
+            let Ok(response) = client.get(format!("http://127.0.0.1:{node_port}/")).send() else {
+                return false;
+            };
+            let status = response.status();
+            let text = response.text().unwrap_or_default();
+            status == 502 && text.contains("upstream failed: ErrorCode::ConnectionRefused")
+        },
+    );
+}

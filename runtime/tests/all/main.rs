@@ -8,6 +8,7 @@ mod kinds;
 mod lifecycle;
 mod limits;
 mod network;
+mod outgoing;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
