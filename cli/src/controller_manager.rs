@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use skiff_control_plane::controllers::ControllerConfig;
 
 #[derive(clap::Args, Debug)]
@@ -14,6 +14,10 @@ pub struct ControllerManagerArgs {
     /// A token allowed to manage the cluster's objects (the admin token, for now).
     #[arg(long, env = "SKIFF_TOKEN")]
     pub token: String,
+    /// The cluster CA (PEM) that signs the API server's certificate (`skiff server` writes
+    /// it to DATA_DIR/pki/ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<std::path::PathBuf>,
     /// This instance's name in the leader election (default: host name and a random suffix).
     #[arg(long)]
     pub identity: Option<String>,
@@ -37,8 +41,11 @@ pub async fn run(args: ControllerManagerArgs) -> Result<()> {
     if args.retry_period.is_zero() || args.retry_period >= args.renew_deadline {
         bail!("--retry-period must be more than zero and shorter than --renew-deadline");
     }
-    let mut config = skiff_client::Config::new(&args.server).context("--server")?;
-    config.token = Some(args.token);
+    let config = crate::kubeconfig::client_config(
+        &args.server,
+        &args.token,
+        args.certificate_authority.as_deref(),
+    )?;
     let client = skiff_client::Client::new(config)?;
     let mut controllers = ControllerConfig::default();
     if let Some(election) = controllers.leader_election.as_mut() {

@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::PortForward(args) => {
             let api = api::Api::connect(cli.kubeconfig.as_deref())?;
-            portforward::run(&api, cli.kubeconfig.as_deref(), args).await
+            portforward::run(&api, args).await
         }
         Command::Create(args) => {
             create::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await

@@ -16,6 +16,10 @@ pub struct NodeArgs {
     /// The token a node joins with (`skiff server` writes it to DATA_DIR/node-token).
     #[arg(long, env = "SKIFF_NODE_TOKEN")]
     pub token: String,
+    /// The cluster CA (PEM) that signs the API server's certificate (`skiff server` writes
+    /// it to DATA_DIR/pki/ca.crt).
+    #[arg(long, value_name = "FILE")]
+    pub certificate_authority: Option<PathBuf>,
     /// Where pods' volumes, logs and compiled code live.
     #[arg(long, default_value = "skiff-node-data")]
     pub data_dir: PathBuf,
@@ -60,8 +64,11 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: NodeArgs) -> Result<()> {
-    let mut config = skiff_client::Config::new(&args.server).context("--server")?;
-    config.token = Some(args.token.clone());
+    let config = crate::kubeconfig::client_config(
+        &args.server,
+        &args.token,
+        args.certificate_authority.as_deref(),
+    )?;
     let client = skiff_client::Client::new(config)?;
     tokio::select! {
         result = run_agent(client, &args.token, &args.data_dir, &args.node) => result,

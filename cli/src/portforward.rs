@@ -2,13 +2,9 @@
 //! carries each connection to the pod's port through the API server
 //! (`pods/NAME/portforward`), which reaches it in the pod network of its node.
 
-use std::path::Path;
-
 use anyhow::{Context, Result, bail};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use skiff_client::Config;
+use skiff_client::Client;
 
 use crate::api::Api;
 
@@ -28,20 +24,11 @@ pub struct PortForwardArgs {
 }
 
 /// Forwards until interrupted.
-pub async fn run(api: &Api, kubeconfig: Option<&Path>, args: PortForwardArgs) -> Result<u8> {
+pub async fn run(api: &Api, args: PortForwardArgs) -> Result<u8> {
     let namespace = args
         .namespace
         .clone()
         .unwrap_or_else(|| api.default_namespace.clone());
-    let path = crate::api::kubeconfig_path(kubeconfig)?;
-    let config = Config::from_kubeconfig_file(&path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    if config.server.scheme() != "http" {
-        bail!(
-            "port-forward speaks plain HTTP to the API server for now; {} is not",
-            config.server
-        );
-    }
     let mut pairs = Vec::new();
     for spec in &args.ports {
         let (local, remote) = match spec.split_once(':') {
@@ -69,7 +56,7 @@ pub async fn run(api: &Api, kubeconfig: Option<&Path>, args: PortForwardArgs) ->
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        let config = config.clone();
+        let client = api.client().clone();
         let pod = pod.clone();
         let namespace = namespace.clone();
         tasks.spawn(async move {
@@ -78,9 +65,9 @@ pub async fn run(api: &Api, kubeconfig: Option<&Path>, args: PortForwardArgs) ->
                     continue;
                 };
                 outln!("Handling connection for {local}");
-                let (config, pod, namespace) = (config.clone(), pod.clone(), namespace.clone());
+                let (client, pod, namespace) = (client.clone(), pod.clone(), namespace.clone());
                 tokio::spawn(async move {
-                    if let Err(error) = forward(connection, &config, &namespace, &pod, remote).await
+                    if let Err(error) = forward(connection, &client, &namespace, &pod, remote).await
                     {
                         eprintln!("error forwarding port {remote} to pod {pod}: {error:#}");
                     }
@@ -143,46 +130,13 @@ async fn resolve(
 /// Carries one local connection to `port` of the pod.
 async fn forward(
     mut local: tokio::net::TcpStream,
-    config: &Config,
+    client: &Client,
     namespace: &str,
     pod: &str,
     port: u16,
 ) -> Result<()> {
-    let host = config
-        .server
-        .host_str()
-        .context("the server URL has no host")?;
-    let server_port = config.server.port_or_known_default().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host, server_port)).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(connection.with_upgrades());
-    let mut request = hyper::Request::post(format!(
-        "/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports={port}"
-    ))
-    .header(hyper::header::HOST, format!("{host}:{server_port}"))
-    .header(hyper::header::CONNECTION, "Upgrade")
-    .header(hyper::header::UPGRADE, "skiff-tcp");
-    if let Some(token) = &config.token {
-        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let mut response = sender
-        .send_request(request.body(Empty::<bytes::Bytes>::new())?)
-        .await?;
-    if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await?
-            .to_bytes();
-        let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        bail!(
-            "{status}: {}",
-            message["message"]
-                .as_str()
-                .unwrap_or(&String::from_utf8_lossy(&body))
-        );
-    }
-    let upgraded = hyper::upgrade::on(&mut response).await?;
-    let mut remote = TokioIo::new(upgraded);
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports={port}");
+    let mut remote = client.upgrade(&path, "skiff-tcp").await?;
     tokio::io::copy_bidirectional(&mut local, &mut remote).await?;
     Ok(())
 }

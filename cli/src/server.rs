@@ -10,6 +10,7 @@ use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
+use skiff_control_plane::pki::{self, ClusterCa};
 use skiff_control_plane::store::sled::SledStore;
 
 use crate::kubeconfig;
@@ -41,6 +42,14 @@ pub struct ServerArgs {
     pub node_cidr_mask_size: u8,
     #[command(flatten)]
     pub node: crate::node::NodeOptions,
+    /// Serve plain HTTP instead of HTTPS: anyone on the network can read the tokens.
+    /// For local experiments only.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Another name or address the serving certificate is valid for (repeatable), besides
+    /// localhost, 127.0.0.1, ::1 and the listen address.
+    #[arg(long = "tls-san", value_name = "HOST")]
+    pub tls_sans: Vec<String>,
     /// How long a graceful shutdown waits for requests in flight.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub shutdown_grace: u64,
@@ -60,7 +69,36 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let url = format!("http://{address}");
+    // A server listening on every address is reached here through loopback.
+    let advertised = if address.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
+    } else {
+        address
+    };
+    let ca = cluster_ca(&args.data_dir)?;
+    let tls = if args.insecure_http {
+        tracing::warn!(
+            "--insecure-http: the API is served in plain HTTP; tokens and secrets cross the \
+             network readable by anyone on it. Use it for local experiments only."
+        );
+        eprintln!("WARNING: --insecure-http: serving plain HTTP, for local experiments only");
+        None
+    } else {
+        let mut hosts = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+            address.ip().to_string(),
+        ];
+        hosts.extend(args.tls_sans.iter().cloned());
+        hosts.dedup();
+        let issued = ca
+            .issue_server("skiff-apiserver", &hosts)
+            .context("--tls-san: issuing the API server's certificate")?;
+        Some(pki::server_config(&issued)?)
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{advertised}");
 
     let token = admin_token(&args.data_dir)?;
     let mut authenticator = Authenticator::default();
@@ -81,7 +119,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         },
     );
     let kubeconfig_path = args.data_dir.join("kubeconfig");
-    kubeconfig::write(&kubeconfig_path, &url, &token)?;
+    kubeconfig::write(&kubeconfig_path, &url, &token, ca.cert_pem())?;
 
     let ranges = Ranges {
         service_cidr: args.service_cidr,
@@ -106,6 +144,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // Kubernetes: they could as well run in another process.
     let mut client_config = skiff_client::Config::new(&url)?;
     client_config.token = Some(token.clone());
+    client_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
     let client = skiff_client::Client::new(client_config)?;
     let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
         client.clone(),
@@ -128,6 +167,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let node = (!args.no_node).then(|| {
         let mut node_config = skiff_client::Config::new(&url).expect("the server's own URL parses");
         node_config.token = Some(node_token.clone());
+        node_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
         let node_client = skiff_client::Client::new(node_config);
         let data_dir = args.data_dir.join("node");
         let options = args.node.clone();
@@ -151,12 +191,26 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
     let shutdown_server = server.clone();
     let grace = Duration::from_secs(args.shutdown_grace);
-    let serve = axum::serve(listener, server.router()).with_graceful_shutdown(async move {
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
         crate::shutdown_signal().await;
         tracing::info!("shutting down: no new connections; in-flight requests get {grace:?}");
         shutdown_server.close_watches();
+        shutdown.graceful_shutdown(Some(grace));
     });
-    let served = tokio::spawn(async move { serve.await });
+    let listener = listener.into_std()?;
+    let app = server.router().into_make_service();
+    let served = match tls {
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            let serve = axum_server::tls_rustls::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .serve(app);
+            tokio::spawn(serve)
+        }
+        None => tokio::spawn(axum_server::from_tcp(listener)?.handle(handle).serve(app)),
+    };
     // The first signal starts the graceful shutdown inside `serve`; a second one, or the
     // grace period running out, ends the process.
     tokio::select! {
@@ -192,6 +246,26 @@ fn server_identity(dir: &Path) -> Result<String> {
     let identity = format!("skiff-server-{}", &auth::generate_token()[..12]);
     kubeconfig::write_private(&path, identity.as_bytes())?;
     Ok(identity)
+}
+
+/// The cluster CA: made at first start, kept in `DIR/pki/ca.crt` and `DIR/pki/ca.key`
+/// (owner-only).
+fn cluster_ca(dir: &Path) -> Result<ClusterCa> {
+    let pki_dir = dir.join("pki");
+    let (cert_path, key_path) = (pki_dir.join("ca.crt"), pki_dir.join("ca.key"));
+    if cert_path.exists() || key_path.exists() {
+        let cert = std::fs::read_to_string(&cert_path)
+            .with_context(|| format!("reading {}", cert_path.display()))?;
+        let key = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("reading {}", key_path.display()))?;
+        return ClusterCa::from_pem(&cert, &key)
+            .with_context(|| format!("the cluster CA in {}", pki_dir.display()));
+    }
+    std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
+    let ca = ClusterCa::generate()?;
+    kubeconfig::write_private(&key_path, ca.key_pem().as_bytes())?;
+    kubeconfig::write_private(&cert_path, ca.cert_pem().as_bytes())?;
+    Ok(ca)
 }
 
 /// The token nodes join with: made at first start, kept in `DIR/node-token`

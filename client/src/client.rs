@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Upgraded;
+use reqwest::header::{ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -160,6 +161,33 @@ impl Client {
             status.as_u16(),
             &body,
         ))))
+    }
+
+    /// Opens a byte stream to `path_and_query` through an HTTP/1.1 upgrade to `protocol`:
+    /// a POST the server answers with 101 Switching Protocols, after which the connection
+    /// carries the stream both ways (what `port-forward` runs over). Any other answer is
+    /// [`Error::Api`].
+    pub async fn upgrade(&self, path_and_query: &str, protocol: &str) -> Result<Upgraded> {
+        let url = format!("{}{}", self.inner.base, path_and_query);
+        let mut request = self
+            .inner
+            .http
+            .post(url)
+            .header(CONNECTION, "Upgrade")
+            .header(UPGRADE, protocol);
+        if let Some(token) = &self.inner.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(Error::Api(Box::new(status_from_body(
+                status.as_u16(),
+                &body,
+            ))));
+        }
+        Ok(response.upgrade().await?)
     }
 
     /// Sends a request and decodes the JSON answer as `T`.

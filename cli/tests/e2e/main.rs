@@ -10,4 +10,5 @@ mod probes;
 mod rollout;
 mod run;
 mod samples;
+mod security;
 mod support;

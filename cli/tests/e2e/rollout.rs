@@ -481,6 +481,8 @@ impl ControllerManager {
     fn start(server: &Server, identity: &str) -> ControllerManager {
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["controller-manager", "--server", &server.url])
+            .arg("--certificate-authority")
+            .arg(server.ca_file())
             .args(["--identity", identity])
             // Short lease timings, so the standby takes over within seconds.
             .args(["--lease-duration", "3s", "--renew-deadline", "2s"])

@@ -58,7 +58,10 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
         };
         wait_for("the server to be ready", Duration::from_secs(30), || {
-            reqwest::blocking::get(format!("{}/readyz", server.url))
+            server
+                .client()
+                .get(format!("{}/readyz", server.url))
+                .send()
                 .is_ok_and(|r| r.status().is_success())
         });
         server
@@ -100,8 +103,18 @@ impl Server {
         (status, response.json().unwrap_or(serde_json::Value::Null))
     }
 
+    /// The cluster CA's certificate file, which `--certificate-authority` takes.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("pki").join("ca.crt")
+    }
+
+    /// An HTTP client trusting the cluster CA (and nothing else).
     pub fn client(&self) -> reqwest::blocking::Client {
+        let pem = std::fs::read(self.ca_file()).expect("the cluster CA is written");
+        let ca = reqwest::Certificate::from_pem(&pem).expect("the cluster CA is PEM");
         reqwest::blocking::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client")
@@ -145,8 +158,10 @@ impl NodeProcess {
                 &server.url,
                 "--name",
                 name,
-                "--data-dir",
+                "--certificate-authority",
             ])
+            .arg(server.ca_file())
+            .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
             .env("SKIFF_NODE_TOKEN", token.trim())

@@ -1,0 +1,122 @@
+//! A cluster is secure by default: the API is served over TLS with a certificate from the
+//! cluster's own CA, which the kubeconfig carries; the CA key is readable by its owner only;
+//! plain HTTP takes an explicit, loud flag.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Server, wait_for};
+
+#[test]
+fn the_api_is_served_over_tls_from_the_cluster_ca_which_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut server = Server::start_with(&data, &["--no-node"]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+
+    // The kubeconfig trusts the cluster CA: the CLI works through it unchanged.
+    let kubeconfig = std::fs::read_to_string(data.join("kubeconfig")).unwrap();
+    assert!(
+        kubeconfig.contains("certificate-authority-data:"),
+        "{kubeconfig}"
+    );
+    let namespaces = skiff(&data, &["get", "namespaces"]);
+    assert!(namespaces.contains("default"), "{namespaces}");
+
+    // Nothing that does not trust the cluster CA gets an answer, and plain HTTP gets none.
+    let public_roots_only = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let refused = public_roots_only
+        .get(format!("{}/version", server.url))
+        .send();
+    assert!(refused.is_err(), "{refused:?}");
+    let plain = server.url.replacen("https://", "http://", 1);
+    let answered = public_roots_only.get(format!("{plain}/version")).send();
+    assert!(
+        answered.is_err() || !answered.as_ref().unwrap().status().is_success(),
+        "plain HTTP got an answer: {answered:?}"
+    );
+
+    // The CA key is the owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in ["pki/ca.key", "kubeconfig", "node-token"] {
+            let mode = std::fs::metadata(data.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{file} is open to others: {mode:o}");
+        }
+    }
+
+    // A restarted server keeps its CA: clients holding the old kubeconfig still trust it.
+    let ca_before = std::fs::read(data.join("pki/ca.crt")).unwrap();
+    server.kill();
+    let server = Server::start_with(&data, &["--no-node"]);
+    assert_eq!(std::fs::read(data.join("pki/ca.crt")).unwrap(), ca_before);
+    let version = server
+        .client()
+        .get(format!("{}/version", server.url))
+        .send();
+    assert!(
+        version.is_ok_and(|r| r.status().is_success()),
+        "the old CA no longer verifies the server"
+    );
+}
+
+#[test]
+fn plain_http_takes_an_explicit_flag_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args([
+            "server",
+            "--no-node",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("SKIFF_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let warned = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("WARNING: --insecure-http"))
+    });
+    wait_for(
+        "the kubeconfig of the plain-HTTP server",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(data.join("kubeconfig"))
+                .is_ok_and(|k| k.contains("server: http://127.0.0.1:"))
+        },
+    );
+    let namespaces = skiff(&data, &["get", "namespaces"]);
+    assert!(namespaces.contains("default"), "{namespaces}");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned.join().unwrap(), "no warning about plain HTTP");
+}
+
+/// Runs the CLI against the cluster in `data` and returns its standard output.
+fn skiff(data: &std::path::Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--kubeconfig")
+        .arg(data.join("kubeconfig"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "skiff {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
