@@ -120,3 +120,110 @@ fn skiff(data: &std::path::Path, args: &[&str]) -> String {
     assert!(output.status.success(), "skiff {args:?}: {output:?}");
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// Pods that eat memory, blow their stack and spin get what their spec grants and no more:
+/// the node stays Ready and a neighbour keeps answering every request.
+#[test]
+fn hostile_pods_cannot_exhaust_the_node() {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let pod = |name: &str, module: &str, container: Value| {
+        let mut container = container;
+        container["name"] = json!("main");
+        container["image"] = json!(format!("file:{module}"));
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "labels": { "app": name } },
+            "spec": { "restartPolicy": "Never", "containers": [container] },
+        })
+    };
+    let hostile = [
+        pod(
+            "memory-bomb",
+            skiff_samples::MEMHOG,
+            json!({ "resources": { "limits": { "memory": "32Mi" } } }),
+        ),
+        pod(
+            "deep-recursion",
+            skiff_samples::TRAPPER,
+            json!({ "args": ["stack-overflow"] }),
+        ),
+        pod(
+            "spinner",
+            skiff_samples::CPUSPIN,
+            json!({ "resources": { "limits": { "cpu": "200m" } } }),
+        ),
+        pod(
+            "web",
+            skiff_samples::HTTP_HELLO,
+            json!({ "ports": [{ "containerPort": 8080 }] }),
+        ),
+    ];
+    for body in hostile {
+        let (status, answer) = server.send(Method::POST, PODS, Some(body));
+        assert_eq!(status, 201, "{answer}");
+    }
+    let (status, service) = server.send(
+        Method::POST,
+        "/api/v1/namespaces/default/services",
+        Some(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": { "name": "web" },
+            "spec": { "type": "NodePort", "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] },
+        })),
+    );
+    assert_eq!(status, 201, "{service}");
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+
+    // The memory bomb is stopped at its limit and the recursion traps; the spinner runs.
+    let terminated = |name: &str| {
+        server.get(&format!("{PODS}/{name}"))["status"]["containerStatuses"][0]["state"]
+            ["terminated"]
+            .clone()
+    };
+    wait_for(
+        "the memory bomb to be stopped",
+        Duration::from_secs(60),
+        || terminated("memory-bomb")["reason"] == "OOMKilled",
+    );
+    wait_for("the recursion to trap", Duration::from_secs(60), || {
+        terminated("deep-recursion").is_object()
+    });
+    assert_ne!(terminated("deep-recursion")["exitCode"], 0);
+    wait_for("the spinner to run", Duration::from_secs(60), || {
+        server.get(&format!("{PODS}/spinner"))["status"]["phase"] == "Running"
+    });
+
+    // With the spinner still spinning, the neighbour answers every request.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{node_port}/");
+    wait_for("the neighbour to answer", Duration::from_secs(60), || {
+        client
+            .get(&url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    });
+    for i in 0..50 {
+        let response = client.get(&url).send().unwrap();
+        assert_eq!(response.status(), 200, "request {i}");
+    }
+    assert_eq!(
+        server.get(&format!("{PODS}/spinner"))["status"]["phase"],
+        "Running"
+    );
+    let node = server.get("/api/v1/nodes")["items"][0].clone();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap();
+    assert_eq!(ready["status"], "True", "{node}");
+}

@@ -181,3 +181,116 @@ async fn a_missing_volume_directory_fails_the_start() {
         "{error:?}"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn hard_links_cannot_reach_out_of_the_volume() {
+    let root = tempfile::tempdir().unwrap();
+    let volume = root.path().join("volume");
+    let outside = root.path().join("outside");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside").unwrap();
+    std::os::unix::fs::symlink("../outside", volume.join("up")).unwrap();
+    std::fs::write(volume.join("own.txt"), "inside").unwrap();
+
+    for from in [
+        "/data/../outside/secret.txt",
+        "/data/up/secret.txt",
+        "/etc/passwd",
+    ] {
+        let (status, sink) = run(
+            skiff_samples::WRITER,
+            &["/data/stolen.txt"],
+            &[("LINK_FROM", from)],
+            mount(&volume, false),
+        )
+        .await;
+        assert_eq!(status, ExitStatus::Exited(1), "linking {from}");
+        assert!(
+            sink.text(LogStream::Stderr)[0].starts_with("link /data/stolen.txt to "),
+            "{:?}",
+            sink.lines()
+        );
+        assert!(
+            !volume.join("stolen.txt").exists(),
+            "a hard link to {from} appeared in the volume"
+        );
+    }
+    // A hard link within the volume is the guest's own business.
+    let (status, _) = run(
+        skiff_samples::WRITER,
+        &["/data/again.txt"],
+        &[("LINK_FROM", "/data/own.txt")],
+        mount(&volume, false),
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(
+        std::fs::read_to_string(volume.join("again.txt")).unwrap(),
+        "inside"
+    );
+}
+
+/// A path inside the volume flips, while the guest reads through it, between a directory of
+/// the volume and a symlink to a directory outside: the guest sees the inside file or an
+/// error, never the outside one (each path component is resolved beneath the volume, so
+/// there is no window between a check and a use).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_swapped_in_during_reads_never_leads_out() {
+    let root = tempfile::tempdir().unwrap();
+    let volume = root.path().join("volume");
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(volume.join("real")).unwrap();
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(volume.join("real/file.txt"), "inside").unwrap();
+    std::fs::write(outside.join("file.txt"), "SECRET").unwrap();
+    std::os::unix::fs::symlink(&outside, volume.join("link")).unwrap();
+
+    let workload = load(skiff_samples::READER);
+    let (mut spec, sink) = spec("swapped");
+    spec.args = vec!["/data/sub/file.txt".to_string()];
+    spec.env = vec![
+        ("READ_EVERY_MS".to_string(), "0".to_string()),
+        ("KEEP_GOING".to_string(), "1".to_string()),
+    ];
+    spec.volumes = vec![mount(&volume, true)];
+    let container = runtime().start(&workload, spec).unwrap();
+
+    let swapper = {
+        let volume = volume.clone();
+        std::thread::spawn(move || {
+            let sub = volume.join("sub");
+            for _ in 0..2_000 {
+                std::fs::rename(volume.join("real"), &sub).unwrap();
+                std::fs::rename(&sub, volume.join("real")).unwrap();
+                std::fs::rename(volume.join("link"), &sub).unwrap();
+                std::fs::rename(&sub, volume.join("link")).unwrap();
+            }
+            // Settle on the real directory, so the reader ends up reading it.
+            std::fs::rename(volume.join("real"), &sub).unwrap();
+        })
+    };
+    within(
+        60,
+        "the swapping",
+        tokio::task::spawn_blocking(move || swapper.join()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The reader goes on to the inside file: it was reading all along.
+    within(
+        30,
+        "a read of the inside file",
+        sink.wait_for(|line| line.stream == LogStream::Stdout && line.line == "inside"),
+    )
+    .await;
+    within(30, "stop", container.stop(std::time::Duration::ZERO)).await;
+    let stdout = sink.text(LogStream::Stdout);
+    assert!(
+        stdout.iter().all(|line| line != "SECRET"),
+        "the guest read through the swapped-in symlink: {stdout:?}"
+    );
+}

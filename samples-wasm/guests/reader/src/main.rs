@@ -2,7 +2,8 @@
 //! Exits 1 with the error on stderr if it cannot be read. Used for volume sharing and for
 //! escape attempts (`..`, absolute paths, symlinks). With `READ_EVERY_MS` set it keeps
 //! running, reading the file again that often and printing it whenever it changed (for
-//! volumes that are kept current).
+//! volumes that are kept current). With `KEEP_GOING=1` as well, a failed read is printed to
+//! stderr and the loop goes on (for paths swapped under the guest while it reads).
 fn main() {
     let path = std::env::args()
         .nth(1)
@@ -10,6 +11,7 @@ fn main() {
     let every = std::env::var("READ_EVERY_MS")
         .ok()
         .and_then(|ms| ms.parse::<u64>().ok());
+    let keep_going = std::env::var("KEEP_GOING").is_ok_and(|v| v == "1");
     let mut last = None;
     loop {
         match std::fs::read_to_string(&path) {
@@ -21,7 +23,10 @@ fn main() {
             }
             Err(error) => {
                 eprintln!("read {path}: {error}");
-                std::process::exit(1);
+                if !(keep_going && every.is_some()) {
+                    std::process::exit(1);
+                }
+                last = None;
             }
         }
         match every {
