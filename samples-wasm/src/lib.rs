@@ -36,10 +36,13 @@ pub const HTTP_HELLO: &str = concat!(env!("OUT_DIR"), "/http-hello.wasm");
 /// `tcp-echo: STEP: KIND (ERROR)` to stderr (KIND an `io::ErrorKind`) and exits 1.
 pub const TCP_ECHO: &str = concat!(env!("OUT_DIR"), "/tcp-echo.wasm");
 /// Core module (p1): writes `CONTENT` to the file named by its argument (default
-/// /data/message.txt); exits 1 if the write fails.
+/// /data/message.txt); exits 1 if the write fails. With `LINK_FROM=PATH` it makes that file
+/// a hard link to PATH instead.
 pub const WRITER: &str = concat!(env!("OUT_DIR"), "/writer.wasm");
 /// Component command (p2): prints the file named by its argument (default
-/// /data/message.txt); exits 1 if it cannot be read.
+/// /data/message.txt); exits 1 if it cannot be read. With `READ_EVERY_MS` it keeps reading
+/// and prints the file when it changes; with `KEEP_GOING=1` too, failed reads go to stderr
+/// and the loop goes on.
 pub const READER: &str = concat!(env!("OUT_DIR"), "/reader.wasm");
 
 /// Every sample as (name, path), so a test can check that all of them were built.
