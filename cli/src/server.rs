@@ -10,7 +10,7 @@ use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
-use skiff_control_plane::pki::{self, ClusterCa};
+use skiff_control_plane::pki::ClusterCa;
 use skiff_control_plane::store::sled::SledStore;
 
 use crate::kubeconfig;
@@ -95,7 +95,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let issued = ca
             .issue_server("skiff-apiserver", &hosts)
             .context("--tls-san: issuing the API server's certificate")?;
-        Some(pki::server_config(&issued)?)
+        Some(skiff_client::tls::server_config(
+            &issued.cert_pem,
+            &issued.key_pem,
+            None,
+        )?)
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{advertised}");

@@ -22,6 +22,7 @@ pub mod controller;
 pub mod error;
 pub mod path;
 pub mod reflector;
+pub mod tls;
 pub mod watcher;
 pub mod workqueue;
 
