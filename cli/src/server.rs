@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
+use skiff_control_plane::apiserver::certificates::NodeSigner;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
 use skiff_control_plane::pki::ClusterCa;
@@ -75,7 +76,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     } else {
         address
     };
-    let ca = cluster_ca(&args.data_dir)?;
+    let ca = Arc::new(load_or_make_ca(&args.data_dir, "ca")?);
+    // A CA of its own for the API server's client certificate, so that node APIs, which
+    // trust only this CA, answer the API server and no node.
+    let client_ca = load_or_make_ca(&args.data_dir, "apiserver-client-ca")?;
+    let api_server_client = client_ca
+        .issue_client("skiff:apiserver")
+        .context("issuing the API server's client certificate")?;
+    let node_client_tls = skiff_client::tls::client_config(
+        ca.cert_pem(),
+        Some((&api_server_client.cert_pem, &api_server_client.key_pem)),
+    )?;
     let tls = if args.insecure_http {
         tracing::warn!(
             "--insecure-http: the API is served in plain HTTP; tokens and secrets cross the \
@@ -135,6 +146,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     })?;
     let config = ApiServerConfig {
         node_api_token: Some(node_token.clone()),
+        node_signer: Some(Arc::new(NodeSigner {
+            ca: ca.clone(),
+            api_server_client_ca_pem: client_ca.cert_pem().to_string(),
+        })),
+        node_client_tls: Some(node_client_tls),
         modules_dir: Some(args.data_dir.join("modules")),
         ranges,
         ..ApiServerConfig::default()
@@ -252,18 +268,21 @@ fn server_identity(dir: &Path) -> Result<String> {
     Ok(identity)
 }
 
-/// The cluster CA: made at first start, kept in `DIR/pki/ca.crt` and `DIR/pki/ca.key`
-/// (owner-only).
-fn cluster_ca(dir: &Path) -> Result<ClusterCa> {
+/// A CA of the cluster: made at first start, kept in `DIR/pki/NAME.crt` and
+/// `DIR/pki/NAME.key` (owner-only). `ca` is the cluster CA.
+fn load_or_make_ca(dir: &Path, name: &str) -> Result<ClusterCa> {
     let pki_dir = dir.join("pki");
-    let (cert_path, key_path) = (pki_dir.join("ca.crt"), pki_dir.join("ca.key"));
+    let (cert_path, key_path) = (
+        pki_dir.join(format!("{name}.crt")),
+        pki_dir.join(format!("{name}.key")),
+    );
     if cert_path.exists() || key_path.exists() {
         let cert = std::fs::read_to_string(&cert_path)
             .with_context(|| format!("reading {}", cert_path.display()))?;
         let key = std::fs::read_to_string(&key_path)
             .with_context(|| format!("reading {}", key_path.display()))?;
         return ClusterCa::from_pem(&cert, &key)
-            .with_context(|| format!("the cluster CA in {}", pki_dir.display()));
+            .with_context(|| format!("the CA {name} in {}", pki_dir.display()));
     }
     std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
     let ca = ClusterCa::generate()?;

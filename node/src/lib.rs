@@ -6,6 +6,7 @@
 //! to the API server.
 
 pub mod api;
+pub mod certificate;
 mod env;
 mod fabric;
 mod images;
@@ -145,6 +146,8 @@ pub enum NodeError {
     },
     #[error("the client for https:// modules: {0}")]
     ModuleClient(String),
+    #[error("the node's certificate: {0}")]
+    Certificate(certificate::CertificateError),
     #[error("listening for the node API on {address}: {source}")]
     Listen {
         address: std::net::SocketAddr,
@@ -203,9 +206,31 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         })?;
     *ctx.pod_ips.lock().unwrap_or_else(|e| e.into_inner()) = range.map(ipam::PodIps::new);
     tracing::info!(node = %ctx.config.name, api_port, "node registered");
+    let identity = certificate::obtain(&ctx.client, &ctx.config.name)
+        .await
+        .map_err(NodeError::Certificate)?;
+    let api_tls = identity
+        .as_ref()
+        .map(certificate::NodeIdentity::api_server_config)
+        .transpose()
+        .map_err(NodeError::Certificate)?;
     let router = api::router(ctx.clone());
     let serve_api = async move {
-        if let Err(error) = axum::serve(listener, router).await {
+        let served = match (api_tls, listener.into_std()) {
+            (Some(tls), Ok(listener)) => {
+                let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+                match axum_server::tls_rustls::from_tcp_rustls(listener, tls) {
+                    Ok(server) => server.serve(router.into_make_service()).await,
+                    Err(error) => Err(error),
+                }
+            }
+            (None, Ok(listener)) => match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => axum::serve(listener, router).await,
+                Err(error) => Err(error),
+            },
+            (_, Err(error)) => Err(error),
+        };
+        if let Err(error) = served {
             tracing::error!(%error, "the node API stopped");
         }
     };

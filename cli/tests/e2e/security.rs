@@ -227,3 +227,73 @@ fn hostile_pods_cannot_exhaust_the_node() {
         .unwrap();
     assert_eq!(ready["status"], "True", "{node}");
 }
+
+/// A node's own API (logs, port-forward) is TLS with a certificate the cluster CA signed
+/// for that node, and answers the API server alone: a caller holding the node token, even
+/// one trusting the cluster CA, gets no answer without the API server's client certificate.
+#[test]
+fn a_node_api_answers_only_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let mut port = 0;
+    wait_for("the node's API port", Duration::from_secs(60), || {
+        let node = server.get("/api/v1/nodes")["items"][0].clone();
+        port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap_or(0);
+        port != 0
+    });
+    let node_token = std::fs::read_to_string(server.data_dir.join("node-token")).unwrap();
+    let url = format!("https://127.0.0.1:{port}/containerLogs/default/none/main");
+
+    // The node's certificate is the cluster CA's, for the node's address: the handshake
+    // gets as far as asking for a client certificate, which the caller does not have.
+    let without_certificate = server
+        .client()
+        .get(&url)
+        .bearer_auth(node_token.trim())
+        .send();
+    assert!(
+        without_certificate.is_err(),
+        "answered without the API server's certificate: {without_certificate:?}"
+    );
+    let plain = reqwest::blocking::Client::new()
+        .get(url.replacen("https://", "http://", 1))
+        .bearer_auth(node_token.trim())
+        .timeout(Duration::from_secs(10))
+        .send();
+    assert!(
+        plain.is_err() || !plain.as_ref().unwrap().status().is_success(),
+        "plain HTTP answered: {plain:?}"
+    );
+
+    // Through the API server, which holds the client certificate, the node answers.
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "hello" },
+        "spec": { "restartPolicy": "Never", "containers": [{
+            "name": "main", "image": format!("file:{}", skiff_samples::HELLO),
+        }] },
+    });
+    let (status, answer) = server.send(
+        reqwest::Method::POST,
+        "/api/v1/namespaces/default/pods",
+        Some(pod),
+    );
+    assert_eq!(status, 201, "{answer}");
+    wait_for(
+        "the pod's logs through the API server",
+        Duration::from_secs(60),
+        || {
+            server
+                .client()
+                .get(format!(
+                    "{}/api/v1/namespaces/default/pods/hello/log",
+                    server.url
+                ))
+                .bearer_auth(&server.token)
+                .send()
+                .and_then(|r| r.text())
+                .is_ok_and(|text| text.contains("hello from wasm"))
+        },
+    );
+}

@@ -91,7 +91,10 @@ pub async fn pod_log(
         query.push(("sinceSeconds", n.to_string()));
     }
     let namespace = namespace.unwrap_or("default");
-    let url = format!("http://{address}/containerLogs/{namespace}/{name}/{container}");
+    let url = server.node_url(
+        &address,
+        &format!("/containerLogs/{namespace}/{name}/{container}"),
+    );
     let response = server
         .http
         .get(&url)
@@ -111,6 +114,18 @@ pub async fn pod_log(
     }
     let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+impl ApiServer {
+    /// The URL of `path` on the node API at `address`: https when nodes have certificates.
+    pub(crate) fn node_url(&self, address: &str, path: &str) -> String {
+        let scheme = if self.config.node_client_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{address}{path}")
+    }
 }
 
 /// `ADDRESS:PORT` of the API of the node `pod` runs on, and the node's name.

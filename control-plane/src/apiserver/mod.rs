@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod certificates;
 mod discovery;
 pub mod error;
 mod handlers;
@@ -60,6 +61,12 @@ pub struct ApiServerConfig {
     pub node_api_token: Option<String>,
     /// Where ClusterIPs and nodes' pod ranges come from.
     pub ranges: allocator::Ranges,
+    /// Signs nodes' certificates (`nodes/NAME/certificate`); `None`: no node gets one.
+    pub node_signer: Option<Arc<certificates::NodeSigner>>,
+    /// How the API server connects to node APIs (logs, port-forward): TLS trusting the
+    /// cluster CA, presenting the API server's client certificate. `None`: plain HTTP, for
+    /// clusters whose nodes have no certificates (tests, benchmarks in one process).
+    pub node_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiServerConfig {
@@ -73,8 +80,26 @@ impl Default for ApiServerConfig {
             node_api_token: None,
             modules_dir: None,
             ranges: allocator::Ranges::default(),
+            node_signer: None,
+            node_client_tls: None,
         }
     }
+}
+
+/// The client for node APIs: over TLS (HTTP/1.1, which upgrades need) when `tls` is given.
+fn node_http_client(tls: Option<&Arc<rustls::ClientConfig>>) -> ApiResult<reqwest::Client> {
+    let builder = reqwest::Client::builder();
+    let builder = match tls {
+        Some(tls) => {
+            let mut tls = (**tls).clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder.use_preconfigured_tls(tls)
+        }
+        None => builder,
+    };
+    builder
+        .build()
+        .map_err(|error| ApiError::internal("building the client for node APIs", error))
 }
 
 /// The API server's shared state.
@@ -86,7 +111,7 @@ pub struct ApiServer {
     pub(crate) metrics: metrics::Metrics,
     /// Set to `true` to end every open watch (graceful shutdown).
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
-    /// Calls node APIs (logs).
+    /// Calls node APIs (logs, port-forward); see [`ApiServerConfig::node_client_tls`].
     pub(crate) http: reqwest::Client,
 }
 
@@ -97,6 +122,7 @@ impl ApiServer {
         auth: Authenticator,
         config: ApiServerConfig,
     ) -> ApiResult<Arc<ApiServer>> {
+        let http = node_http_client(config.node_client_tls.as_ref())?;
         let server = Arc::new(ApiServer {
             store,
             registry: Registry::builtin(),
@@ -104,7 +130,7 @@ impl ApiServer {
             auth,
             metrics: metrics::Metrics::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
-            http: reqwest::Client::new(),
+            http,
         });
         server.bootstrap().await?;
         Ok(server)
@@ -323,6 +349,16 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let binding = body_object(&server, &parts.headers, body).await?;
             bind(&server, rt, ns, name, &binding).await
         }
+        (&Method::POST, Some(name), Some("certificate")) if rt.kind == "Node" => {
+            let body = body_object(&server, &parts.headers, body).await?;
+            let request = serde_json::from_value(body).map_err(|error| {
+                ApiError::bad_request(format!(
+                    "request: a PEM certificate request is needed ({error})"
+                ))
+            })?;
+            let user = parts.extensions.get::<auth::User>();
+            certificates::sign(&server, rt, name, user, request).await
+        }
         (&Method::GET, Some(name), Some("log")) if rt.kind == "Pod" => {
             let params = logs::LogParams::parse(parts.uri.query())?;
             logs::pod_log(&server, rt, ns, name, params).await
@@ -376,6 +412,7 @@ fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
         "scale" => rt.scalable,
         "binding" => rt.kind == "Pod",
         "finalize" => rt.kind == "Namespace",
+        "certificate" => rt.kind == "Node",
         "log" | "portforward" => rt.kind == "Pod",
         _ => false,
     }

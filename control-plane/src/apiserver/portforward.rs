@@ -8,7 +8,6 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
@@ -65,39 +64,34 @@ pub async fn port_forward(
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::bad_request(format!("node {node_name}: {e}")).with_code(StatusCode::BAD_GATEWAY)
     };
-    let tcp = tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| unreachable(&e))?;
-    tokio::spawn(connection.with_upgrades());
-    let request = hyper::Request::get(format!("/portForward/{namespace}/{name}?port={port}"))
-        .header(header::HOST, address.as_str())
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+    let url = server.node_url(
+        &address,
+        &format!("/portForward/{namespace}/{name}?port={port}"),
+    );
+    let response = server
+        .http
+        .get(url)
+        .bearer_auth(token)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, PROTOCOL)
-        .body(Empty::<bytes::Bytes>::new())
-        .map_err(|e| ApiError::internal("building a node request", e))?;
-    let mut response = sender
-        .send_request(request)
+        .send()
         .await
         .map_err(|e| unreachable(&e))?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let status = response.status();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
-            .unwrap_or_default();
-        return Err(ApiError::bad_request(format!("node {node_name}: {body}"))
-            .with_code(StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY)));
+        let body = response.text().await.unwrap_or_default();
+        return Err(
+            ApiError::bad_request(format!("node {node_name}: {}", body.trim())).with_code(
+                StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            ),
+        );
     }
-    let node_upgrade = hyper::upgrade::on(&mut response);
+    let node_upgrade = response.upgrade();
     tokio::spawn(async move {
-        let (Ok(client), Ok(node)) = (client_upgrade.await, node_upgrade.await) else {
+        let (Ok(client), Ok(mut node)) = (client_upgrade.await, node_upgrade.await) else {
             return;
         };
-        let (mut client, mut node) = (TokioIo::new(client), TokioIo::new(node));
+        let mut client = TokioIo::new(client);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut node).await;
     });
     let mut answer = Response::new(Body::empty());

@@ -3,6 +3,7 @@
 mod allocation;
 mod api;
 mod bad_input;
+mod certificates;
 mod controllers_deployment;
 mod controllers_endpoints;
 mod controllers_gc;
