@@ -1,10 +1,13 @@
-//! The fabric: TCP streams between pods on different nodes.
+//! The fabric: TCP streams and UDP flows between pods on different nodes.
 //!
 //! Every node agent listens on a fabric port (published on its Node as the annotation
 //! [`FABRIC_ANNOTATION`]). A connection from a pod here to a pod on another node becomes
 //! one HTTP/2 `CONNECT` stream to that node's fabric port, whose agent connects it to the
 //! pod's listener in its pod network; after the `200` the stream carries the bytes both
-//! ways. One HTTP/2 connection per pair of nodes carries every stream between them.
+//! ways. A UDP flow between two pods is a `CONNECT` stream too, marked with the header
+//! `skiff-protocol: udp`, carrying framed datagrams both ways ([`crate::udp`]); the far
+//! agent answers `200` for any pod of its own (a datagram to a port nobody bound is dropped
+//! there). One HTTP/2 connection per pair of nodes carries every stream between them.
 //!
 //! A stream must carry the cluster's node token (the shared secret nodes join with) as a
 //! bearer token: the fabric port is no way into pods for anyone else. The security issue
@@ -19,10 +22,13 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
+use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use skiff_runtime::{ConnectError, PodStream, VirtualNetwork};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::udp::UdpFlows;
 
 /// The Node annotation naming its fabric endpoint (`ADDRESS:PORT`).
 pub const FABRIC_ANNOTATION: &str = "skiff.dev/fabric-endpoint";
@@ -30,8 +36,17 @@ pub const FABRIC_ANNOTATION: &str = "skiff.dev/fabric-endpoint";
 /// The header telling the far node which pod address the connection comes from.
 const FROM_HEADER: &str = "skiff-from";
 
-/// Serves other nodes' streams into this node's pods until dropped.
-pub async fn serve(listener: TcpListener, network: VirtualNetwork, token: Arc<str>) {
+/// The header that makes a stream a UDP flow (`udp`); without it the stream is TCP.
+const PROTOCOL_HEADER: &str = "skiff-protocol";
+
+/// Serves other nodes' streams and UDP flows (kept in `flows`) into this node's pods until
+/// dropped.
+pub async fn serve(
+    listener: TcpListener,
+    network: VirtualNetwork,
+    token: Arc<str>,
+    flows: Arc<UdpFlows>,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -43,11 +58,13 @@ pub async fn serve(listener: TcpListener, network: VirtualNetwork, token: Arc<st
         let _ = tcp.set_nodelay(true);
         let network = network.clone();
         let token = token.clone();
+        let flows = flows.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let network = network.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(open(request, &network, &token).await) }
+                let flows = flows.clone();
+                async move { Ok::<_, Infallible>(open(request, &network, &token, &flows).await) }
             });
             if let Err(error) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
@@ -60,11 +77,12 @@ pub async fn serve(listener: TcpListener, network: VirtualNetwork, token: Arc<st
 }
 
 /// Answers one `CONNECT`: connects to the pod and, once the caller has the `200`, copies
-/// bytes both ways until either side closes.
+/// bytes both ways until either side closes; or, for a UDP flow, carries its datagrams.
 async fn open(
     mut request: Request<Incoming>,
     network: &VirtualNetwork,
     token: &str,
+    flows: &Arc<UdpFlows>,
 ) -> Response<Empty<Bytes>> {
     let answer = |status: StatusCode| {
         let mut response = Response::new(Empty::new());
@@ -90,12 +108,41 @@ async fn open(
     else {
         return answer(StatusCode::BAD_REQUEST);
     };
-    let from = request
+    let given_from: Option<SocketAddr> = request
         .headers()
         .get(FROM_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        .and_then(|v| v.parse().ok());
+    let from = given_from.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let udp = request
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"udp"));
+    if udp {
+        // Replies go back to the sender's address: a flow must name it.
+        if given_from.is_none_or(|from| from.ip().is_unspecified() || from.port() == 0) {
+            return answer(StatusCode::BAD_REQUEST);
+        }
+        if network.pod(to.ip().to_canonical()).is_none() {
+            return answer(StatusCode::NOT_FOUND);
+        }
+        if !flows.has_room() {
+            return answer(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let upgrade = hyper::upgrade::on(&mut request);
+        let network = network.clone();
+        let flows = flows.clone();
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    let stream = TokioIo::new(upgraded);
+                    flows.carry_inbound(stream, network, to, from).await;
+                }
+                Err(error) => tracing::debug!(%error, %to, "a UDP flow did not open"),
+            }
+        });
+        return answer(StatusCode::OK);
+    }
     let mut pod = match network.connect_to_pod(to, from).await {
         Ok(stream) => stream,
         Err(error) => return answer(status_of(error)),
@@ -154,12 +201,39 @@ impl FabricClient {
         from: SocketAddr,
         to: SocketAddr,
     ) -> Result<PodStream, ConnectError> {
+        let upgraded = self.open(node, from, to, false).await?;
+        Ok(PodStream::new(TokioIo::new(upgraded)))
+    }
+
+    /// A UDP flow from `from` (a pod here) to `to` (a pod on the node whose fabric endpoint
+    /// is `node`): a stream for framed datagrams ([`crate::udp`]).
+    pub async fn open_udp(
+        &self,
+        node: SocketAddr,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<TokioIo<Upgraded>, ConnectError> {
+        Ok(TokioIo::new(self.open(node, from, to, true).await?))
+    }
+
+    /// Opens a `CONNECT` stream to `to` on the node at `node`.
+    async fn open(
+        &self,
+        node: SocketAddr,
+        from: SocketAddr,
+        to: SocketAddr,
+        udp: bool,
+    ) -> Result<Upgraded, ConnectError> {
         let mut sender = self.sender(node).await?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::CONNECT)
             .uri(to.to_string())
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(FROM_HEADER, from.to_string())
+            .header(FROM_HEADER, from.to_string());
+        if udp {
+            request = request.header(PROTOCOL_HEADER, "udp");
+        }
+        let request = request
             .body(Empty::new())
             .map_err(|_| ConnectError::Unreachable)?;
         let mut response = sender.send_request(request).await.map_err(|error| {
@@ -169,10 +243,9 @@ impl FabricClient {
         if response.status() != StatusCode::OK {
             return Err(error_of(response.status()));
         }
-        let upgraded = hyper::upgrade::on(&mut response)
+        hyper::upgrade::on(&mut response)
             .await
-            .map_err(|_| ConnectError::Reset)?;
-        Ok(PodStream::new(TokioIo::new(upgraded)))
+            .map_err(|_| ConnectError::Reset)
     }
 
     /// The HTTP/2 connection to `node`, dialled when there is none or it closed.
@@ -208,12 +281,110 @@ mod tests {
 
     use super::*;
 
-    /// A node's fabric server in front of `network`, and its address.
-    async fn fabric(network: VirtualNetwork, token: &str) -> SocketAddr {
+    /// A node's fabric server in front of `network`, with its UDP flows in `flows`, and its
+    /// address.
+    async fn fabric_with(network: VirtualNetwork, token: &str, flows: Arc<UdpFlows>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, network, Arc::from(token)));
+        tokio::spawn(serve(listener, network, Arc::from(token), flows));
         address
+    }
+
+    async fn fabric(network: VirtualNetwork, token: &str) -> SocketAddr {
+        fabric_with(network, token, UdpFlows::new(crate::udp::FLOW_IDLE)).await
+    }
+
+    /// A node's way out for datagrams in these tests: every address beyond its pods is a pod
+    /// on the node whose fabric endpoint is `peer`.
+    struct FabricOutside {
+        flows: Arc<UdpFlows>,
+        fabric: Arc<FabricClient>,
+        peer: SocketAddr,
+    }
+
+    impl skiff_runtime::Outside for FabricOutside {
+        fn send_datagram(
+            &self,
+            node: &VirtualNetwork,
+            datagram: skiff_runtime::Datagram,
+        ) -> Result<(), skiff_runtime::DatagramError> {
+            let route = crate::udp::FlowRoute::Fabric {
+                fabric: self.fabric.clone(),
+                node: self.peer,
+            };
+            self.flows.send(node, datagram, route);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn udp_flows_carry_datagrams_to_the_other_node_and_replies_back() {
+        // The far node: a pod answering each datagram, upper-cased, to its sender.
+        let far_flows = UdpFlows::new(crate::udp::FLOW_IDLE);
+        let far = VirtualNetwork::new(Arc::new(FabricOutside {
+            flows: far_flows.clone(),
+            fabric: Arc::new(FabricClient::new("secret")),
+            // Replies take the flow the near node opened: no route of its own is needed.
+            peer: "127.0.0.1:9".parse().unwrap(),
+        }));
+        let far_pod = far.attach("10.244.1.2".parse().unwrap()).unwrap();
+        let echo = far_pod.bind_udp("0.0.0.0:5353".parse().unwrap()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let datagram = echo.recv().await;
+                let reply = format!(
+                    "{} from {}",
+                    String::from_utf8_lossy(&datagram.data).to_uppercase(),
+                    datagram.from
+                );
+                echo.send_to(reply, datagram.from).unwrap();
+            }
+        });
+        let endpoint = fabric_with(far, "secret", far_flows.clone()).await;
+
+        let near_flows = UdpFlows::new(crate::udp::FLOW_IDLE);
+        let near = VirtualNetwork::new(Arc::new(FabricOutside {
+            flows: near_flows.clone(),
+            fabric: Arc::new(FabricClient::new("secret")),
+            peer: endpoint,
+        }));
+        let near_pod = near.attach("10.244.0.5".parse().unwrap()).unwrap();
+        let client = near_pod.bind_udp("0.0.0.0:40000".parse().unwrap()).unwrap();
+        for message in ["hello", "again"] {
+            client
+                .send_to(message, "10.244.1.2:5353".parse().unwrap())
+                .unwrap();
+            let reply = tokio::time::timeout(std::time::Duration::from_secs(10), client.recv())
+                .await
+                .expect("a reply over the fabric: likely deadlocked");
+            assert_eq!(reply.from, "10.244.1.2:5353".parse().unwrap());
+            assert_eq!(
+                reply.data,
+                format!("{} from 10.244.0.5:40000", message.to_uppercase())
+            );
+        }
+        assert_eq!(
+            near_flows.len(),
+            1,
+            "one flow carries the datagrams of a pair"
+        );
+        assert_eq!(
+            far_flows.len(),
+            1,
+            "and the far node keeps it for the replies"
+        );
+
+        let from: SocketAddr = "10.244.0.5:40001".parse().unwrap();
+        let unknown = FabricClient::new("secret")
+            .open_udp(endpoint, from, "10.244.1.3:53".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(unknown, ConnectError::Unreachable, "no such pod there");
+        let denied = FabricClient::new("guess")
+            .open_udp(endpoint, from, "10.244.1.2:5353".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(denied, ConnectError::Denied, "the node token is required");
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ mod probe;
 mod register;
 mod serve;
 mod services;
+mod udp;
 mod volumes;
 
 use std::collections::HashMap;
@@ -236,7 +237,12 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
     };
     let heartbeat = register::heartbeat(ctx.clone());
     let sync = sync_pods(ctx.clone(), informer);
-    let fabric = fabric::serve(fabric_listener, pod_network, Arc::from(token.as_str()));
+    let fabric = fabric::serve(
+        fabric_listener,
+        pod_network,
+        Arc::from(token.as_str()),
+        ctx.outside.udp_flows(),
+    );
     let cluster = watch_cluster(ctx.clone());
     tokio::join!(serve_api, heartbeat, sync, fabric, cluster);
     Ok(())

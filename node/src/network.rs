@@ -1,13 +1,18 @@
 //! The node's side of the pod network: what lies beyond the pods of this node.
 //!
 //! The runtime's [`VirtualNetwork`] connects this node's pods to each other in memory and
-//! asks [`NodeNetwork`] (its [`Outside`]) about every other address:
+//! asks [`NodeNetwork`] (its [`Outside`]) about every other address, for TCP connections and
+//! UDP datagrams alike:
 //!
-//! - a Service's ClusterIP and port: the service proxy picks a ready endpoint (round robin,
-//!   or the client's last one under ClientIP affinity); a connection to a Service without
-//!   ready endpoints is refused;
-//! - a pod IP in another node's pod range: a stream over the [fabric](crate::fabric) to that
-//!   node;
+//! - a Service's ClusterIP and port (of the protocol used): the service proxy picks a ready
+//!   endpoint (round robin, or the client's last one under ClientIP affinity); a connection
+//!   to a Service without ready endpoints is refused, a datagram to one is answered as
+//!   port-unreachable. A UDP flow (client address, Service address) keeps its endpoint while
+//!   it is in use and the endpoint ready, as conntrack keeps it for kube-proxy, and the
+//!   endpoint's replies reach the client from the Service's address
+//!   ([`VirtualNetwork::translate_replies`]);
+//! - a pod IP in another node's pod range: a stream, or a UDP flow, over the
+//!   [fabric](crate::fabric) to that node ([`crate::udp`]);
 //! - anything else: egress through a real socket, unless the node denies egress or the pod
 //!   carries the annotation [`DENY_EGRESS_ANNOTATION`]`: "true"`. The nodes' own addresses
 //!   (their host ports: API servers, node APIs, fabric ports) and link-local addresses
@@ -18,15 +23,23 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use skiff_api::core::{Endpoints, Node, Service};
 use skiff_client::Store;
-use skiff_runtime::{ConnectError, Outside, PodStream, ResolveError, VirtualNetwork};
+use skiff_runtime::{
+    ConnectError, Datagram, DatagramError, Outside, PodStream, ResolveError, VirtualNetwork,
+};
 
 use crate::fabric::{FABRIC_ANNOTATION, FabricClient};
-use crate::services::{CLUSTER_DOMAIN, Route, ServiceTable};
+use crate::services::{CLUSTER_DOMAIN, Protocol, Route, ServiceTable};
+use crate::udp::{FLOW_IDLE, FlowRoute, MAX_FLOWS, UdpFlows};
+
+/// How long a UDP flow to a Service keeps its endpoint without a datagram (conntrack keeps an
+/// answered UDP flow for 120 s).
+const SERVICE_FLOW_IDLE: Duration = Duration::from_secs(120);
 
 /// A pod annotation that denies the pod connections beyond the cluster.
 pub const DENY_EGRESS_ANNOTATION: &str = "skiff.dev/deny-egress";
@@ -49,10 +62,17 @@ struct Peer {
 pub struct NodeNetwork {
     services: RwLock<Arc<ServiceTable>>,
     peers: RwLock<Vec<Peer>>,
+    /// This node's own pod range: an address in it that is no pod here is no pod at all.
+    own_range: RwLock<Option<Ipv4Net>>,
     /// Every node's own addresses: no pod may connect to them.
     node_addresses: RwLock<std::collections::HashSet<IpAddr>>,
     pods: RwLock<HashMap<IpAddr, PodInfo>>,
-    fabric: FabricClient,
+    fabric: Arc<FabricClient>,
+    /// UDP flows to other nodes' pods and beyond the cluster.
+    flows: Arc<UdpFlows>,
+    /// The endpoint each UDP flow to a Service goes to: (client, Service address) →
+    /// (endpoint, last used).
+    service_flows: Mutex<HashMap<(SocketAddr, SocketAddrV4), (SocketAddrV4, Instant)>>,
     allow_egress: bool,
 }
 
@@ -61,11 +81,19 @@ impl NodeNetwork {
         NodeNetwork {
             services: RwLock::new(Arc::new(ServiceTable::default())),
             peers: RwLock::default(),
+            own_range: RwLock::default(),
             node_addresses: RwLock::default(),
             pods: RwLock::default(),
-            fabric,
+            fabric: Arc::new(fabric),
+            flows: UdpFlows::new(FLOW_IDLE),
+            service_flows: Mutex::default(),
             allow_egress,
         }
+    }
+
+    /// The node's UDP flows, which the fabric server adds other nodes' flows to.
+    pub fn udp_flows(&self) -> Arc<UdpFlows> {
+        self.flows.clone()
     }
 
     /// Records a pod of this node (attached to the network with this IP).
@@ -93,6 +121,11 @@ impl NodeNetwork {
             .filter_map(|address| address.address.parse::<IpAddr>().ok())
             .collect();
         *write(&self.node_addresses) = addresses;
+        *write(&self.own_range) = nodes
+            .list()
+            .iter()
+            .find(|node| node.metadata.name() == own_name)
+            .and_then(|node| node.spec.pod_cidr.as_deref()?.parse().ok());
         let peers = nodes
             .list()
             .iter()
@@ -119,6 +152,65 @@ impl NodeNetwork {
         self.allow_egress && !self.pod(from).is_some_and(|pod| pod.deny_egress)
     }
 
+    /// Whether a pod may not reach `to` beyond the cluster: egress denied to the pod `from`,
+    /// or an address no pod may ever reach (a node's own, link-local, unspecified, loopback,
+    /// broadcast, multicast).
+    fn egress_denied(&self, from: IpAddr, to: Ipv4Addr) -> bool {
+        !self.egress_allowed(from)
+            || to.is_link_local()
+            || to.is_unspecified()
+            || to.is_loopback()
+            || to.is_broadcast()
+            || to.is_multicast()
+            || read(&self.node_addresses).contains(&IpAddr::V4(to))
+    }
+
+    fn peer_for(&self, ip: &Ipv4Addr) -> Option<Peer> {
+        read(&self.peers)
+            .iter()
+            .find(|peer| peer.range.contains(ip))
+            .cloned()
+    }
+
+    /// The endpoint of a UDP datagram from `client` to `service` (if it is a Service's
+    /// address): the flow's endpoint while it is used and ready, else a new pick.
+    fn udp_service_route(
+        &self,
+        table: &ServiceTable,
+        client: SocketAddr,
+        service: SocketAddrV4,
+    ) -> Route {
+        let key = (client, service);
+        let now = Instant::now();
+        let mut flows = self.service_flows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((endpoint, used)) = flows.get_mut(&key)
+            && now.duration_since(*used) < SERVICE_FLOW_IDLE
+            && table.has_endpoint(Protocol::Udp, service, *endpoint)
+        {
+            *used = now;
+            return Route::To(*endpoint);
+        }
+        let client_ip = match client.ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        };
+        let route = table.route(Protocol::Udp, client_ip, service);
+        match route {
+            Route::To(endpoint) => {
+                if flows.len() >= MAX_FLOWS {
+                    flows.retain(|_, (_, used)| now.duration_since(*used) < SERVICE_FLOW_IDLE);
+                }
+                if flows.len() < MAX_FLOWS {
+                    flows.insert(key, (endpoint, now));
+                }
+            }
+            Route::NoEndpoints { .. } | Route::Direct => {
+                flows.remove(&key);
+            }
+        }
+        route
+    }
+
     /// A stream to a pod IP and port: in memory if the pod is here, over the fabric if it is
     /// on another node; `None` if no node has the address in its range.
     async fn to_pod(
@@ -130,10 +222,7 @@ impl NodeNetwork {
         if node.pod(IpAddr::V4(*to.ip())).is_some() {
             return Some(node.connect_to_pod(to.into(), from).await);
         }
-        let peer = read(&self.peers)
-            .iter()
-            .find(|peer| peer.range.contains(to.ip()))
-            .cloned()?;
+        let peer = self.peer_for(to.ip())?;
         Some(self.fabric.connect(peer.fabric, from, to.into()).await)
     }
 }
@@ -152,7 +241,7 @@ impl NodeNetwork {
             IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
         };
         let table = read(&self.services).clone();
-        match table.route(client, service) {
+        match table.route(Protocol::Tcp, client, service) {
             Route::To(endpoint) => self
                 .to_pod(node, from, endpoint)
                 .await
@@ -178,7 +267,7 @@ impl Outside for NodeNetwork {
             IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
         };
         let table = read(&self.services).clone();
-        let to = match table.route(client, to) {
+        let to = match table.route(Protocol::Tcp, client, to) {
             Route::To(endpoint) => endpoint,
             Route::NoEndpoints { service } => {
                 tracing::debug!(%service, "a connection to a service without ready endpoints");
@@ -207,6 +296,54 @@ impl Outside for NodeNetwork {
                 })?;
         let _ = stream.set_nodelay(true);
         Ok(PodStream::new(stream))
+    }
+
+    fn send_datagram(
+        &self,
+        node: &VirtualNetwork,
+        mut datagram: Datagram,
+    ) -> Result<(), DatagramError> {
+        let SocketAddr::V4(to) = datagram.to else {
+            return Err(DatagramError::Unreachable);
+        };
+        let table = read(&self.services).clone();
+        let to = match self.udp_service_route(&table, datagram.from, to) {
+            Route::To(endpoint) => {
+                // The endpoint's replies must come from where the client sent to.
+                node.translate_replies(endpoint.into(), datagram.from, datagram.to);
+                datagram.to = endpoint.into();
+                endpoint
+            }
+            Route::NoEndpoints { service } => {
+                tracing::debug!(%service, "a datagram to a service without ready endpoints");
+                return Err(DatagramError::Refused);
+            }
+            // A ClusterIP on a port no Service has: rejected, as kube-proxy's nftables does.
+            Route::Direct if table.is_cluster_ip(*to.ip()) => {
+                return Err(DatagramError::Refused);
+            }
+            Route::Direct => to,
+        };
+        if node.pod(IpAddr::V4(*to.ip())).is_some() {
+            return node.deliver_datagram(datagram);
+        }
+        if let Some(peer) = self.peer_for(to.ip()) {
+            let route = FlowRoute::Fabric {
+                fabric: self.fabric.clone(),
+                node: peer.fabric,
+            };
+            self.flows.send(node, datagram, route);
+            return Ok(());
+        }
+        if read(&self.own_range).is_some_and(|range| range.contains(to.ip())) {
+            // An address of this node's range with no pod behind it.
+            return Err(DatagramError::Unreachable);
+        }
+        if self.egress_denied(datagram.from.ip(), *to.ip()) {
+            return Err(DatagramError::Denied);
+        }
+        self.flows.send(node, datagram, FlowRoute::Egress);
+        Ok(())
     }
 
     async fn resolve(
@@ -254,4 +391,118 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    /// A node network whose one Service, `dns` at 10.96.0.10, has UDP port 53 leading to
+    /// `endpoints` on port 5353 (none: no ready endpoint).
+    fn node_with_dns(endpoints: &[&str], allow_egress: bool) -> (Arc<NodeNetwork>, VirtualNetwork) {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": { "name": "dns", "namespace": "default" },
+            "spec": { "clusterIP": "10.96.0.10", "ports": [{ "protocol": "UDP", "port": 53, "targetPort": 5353 }] },
+        }))
+        .unwrap();
+        let addresses: Vec<_> = endpoints.iter().map(|ip| json!({ "ip": ip })).collect();
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": { "name": "dns", "namespace": "default" },
+            "subsets": [{ "addresses": addresses, "ports": [{ "port": 5353, "protocol": "UDP" }] }],
+        }))
+        .unwrap();
+        let outside = Arc::new(NodeNetwork::new(FabricClient::new("secret"), allow_egress));
+        *write(&outside.services) = Arc::new(ServiceTable::build(
+            &[Arc::new(service)],
+            &[Arc::new(endpoints)],
+        ));
+        let network = VirtualNetwork::new(outside.clone());
+        (outside, network)
+    }
+
+    #[tokio::test]
+    async fn a_udp_flow_to_a_service_keeps_its_endpoint_and_hears_the_service_answer() {
+        let (_outside, network) = node_with_dns(&["10.244.0.8", "10.244.0.9"], true);
+        let client_pod = network.attach("10.244.0.5".parse().unwrap()).unwrap();
+        let mut replicas = Vec::new();
+        for ip in ["10.244.0.8", "10.244.0.9"] {
+            let pod = network.attach(ip.parse().unwrap()).unwrap();
+            let socket = pod.bind_udp(addr("0.0.0.0:5353")).unwrap();
+            replicas.push((pod, socket));
+        }
+        let client = client_pod.bind_udp(addr("0.0.0.0:40000")).unwrap();
+        for _ in 0..3 {
+            client.send_to("query", addr("10.96.0.10:53")).unwrap();
+        }
+        let (first, second) = (&replicas[0].1, &replicas[1].1);
+        let (chosen, other) = if first.try_recv().is_some() {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        assert!(chosen.try_recv().is_some() && chosen.try_recv().is_some());
+        assert!(other.try_recv().is_none(), "one flow, one endpoint");
+        chosen.send_to("answer", addr("10.244.0.5:40000")).unwrap();
+        let answer = client.try_recv().unwrap();
+        assert_eq!(
+            answer.from,
+            addr("10.96.0.10:53"),
+            "as if the Service answered"
+        );
+        // Another client's flow goes to the other endpoint (round robin).
+        let second_client = client_pod.bind_udp(addr("0.0.0.0:40001")).unwrap();
+        second_client
+            .send_to("query", addr("10.96.0.10:53"))
+            .unwrap();
+        assert!(other.try_recv().is_some());
+    }
+
+    #[tokio::test]
+    async fn udp_without_endpoints_is_refused_and_egress_follows_policy() {
+        let (outside, network) = node_with_dns(&[], true);
+        let pod = network.attach("10.244.0.5".parse().unwrap()).unwrap();
+        let socket = pod.bind_udp(addr("0.0.0.0:40000")).unwrap();
+        assert_eq!(
+            socket.send_to("query", addr("10.96.0.10:53")),
+            Err(DatagramError::Refused)
+        );
+        assert_eq!(
+            socket.send_to("query", addr("10.96.0.10:54")),
+            Err(DatagramError::Refused),
+            "a ClusterIP port no Service has"
+        );
+        for never in ["169.254.169.254:80", "255.255.255.255:67", "0.0.0.0:53"] {
+            assert_eq!(
+                socket.send_to("x", addr(never)),
+                Err(DatagramError::Denied),
+                "{never}"
+            );
+        }
+        outside.add_pod(
+            "10.244.0.5".parse().unwrap(),
+            PodInfo {
+                namespace: "default".into(),
+                deny_egress: true,
+            },
+        );
+        assert_eq!(
+            socket.send_to("x", addr("192.0.2.1:53")),
+            Err(DatagramError::Denied),
+            "the pod denies itself egress"
+        );
+        let (_, closed) = node_with_dns(&[], false);
+        let pod = closed.attach("10.244.0.5".parse().unwrap()).unwrap();
+        let socket = pod.bind_udp(addr("0.0.0.0:40000")).unwrap();
+        assert_eq!(
+            socket.send_to("x", addr("192.0.2.1:53")),
+            Err(DatagramError::Denied),
+            "the node denies egress"
+        );
+    }
 }

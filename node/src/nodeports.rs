@@ -38,6 +38,10 @@ impl NodePorts {
             .filter_map(|s| {
                 let ip: Ipv4Addr = s.spec.cluster_ip.as_deref()?.parse().ok()?;
                 Some(s.spec.ports.iter().filter_map(move |p| {
+                    // Node ports forward TCP only; a UDP port's node port is not opened.
+                    if p.protocol.as_deref().is_some_and(|p| p != "TCP") {
+                        return None;
+                    }
                     let node_port = u16::try_from(p.node_port?).ok()?;
                     Some((node_port, SocketAddrV4::new(ip, p.port as u16)))
                 }))

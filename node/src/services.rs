@@ -1,8 +1,10 @@
-//! What the node's service proxy and DNS know about Services: which ClusterIP:port leads
-//! to which ready endpoints, and which names resolve to which addresses. Built from the
-//! Service and Endpoints informers; the pod network asks it on every connect and lookup.
+//! What the node's service proxy and DNS know about Services: which ClusterIP, port and
+//! protocol (TCP or UDP) lead to which ready endpoints, and which names resolve to which
+//! addresses. Built from the Service and Endpoints informers; the pod network asks it on
+//! every connect, every datagram to a Service and every lookup. SCTP ports are ignored: the
+//! pod network has no SCTP.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,25 @@ use skiff_api::core::{Endpoints, Service};
 
 /// The cluster's DNS domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The transport protocols the service proxy carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The protocol of a Service or Endpoints port (`TCP` when unset); `None` for SCTP or
+    /// anything else the pod network does not carry.
+    pub fn of_port(protocol: Option<&str>) -> Option<Protocol> {
+        match protocol.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
 
 /// Where a connection to an address goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,15 +55,20 @@ struct Backends {
     affinity: Option<Duration>,
 }
 
-/// Services by ClusterIP and port, and names by namespace.
+/// A client of a Service port under ClientIP affinity: (protocol, service address, client).
+type AffinityKey = (Protocol, SocketAddrV4, Ipv4Addr);
+
+/// Services by protocol, ClusterIP and port, and names by namespace.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
-    backends: HashMap<SocketAddrV4, Backends>,
+    backends: HashMap<(Protocol, SocketAddrV4), Backends>,
     /// `(namespace, name)` → the addresses the name resolves to: its ClusterIP, or for a
     /// headless Service the ready endpoints' pod IPs.
     names: HashMap<(String, String), Vec<Ipv4Addr>>,
-    /// ClientIP affinity: (service address, client) → endpoint, and when last used.
-    sticky: Mutex<HashMap<(SocketAddrV4, Ipv4Addr), (SocketAddrV4, Instant)>>,
+    /// ClientIP affinity: the endpoint of each client of a Service port, and when last used.
+    sticky: Mutex<HashMap<AffinityKey, (SocketAddrV4, Instant)>>,
+    /// Every ClusterIP with a port: traffic to one of them never leaves the node.
+    cluster_ips: HashSet<Ipv4Addr>,
 }
 
 impl ServiceTable {
@@ -92,14 +118,17 @@ impl ServiceTable {
             let affinity = (service.spec.session_affinity.as_deref() == Some("ClientIP"))
                 .then_some(Duration::from_secs(10_800));
             for port in &service.spec.ports {
-                if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
+                let Some(protocol) = Protocol::of_port(port.protocol.as_deref()) else {
                     continue;
-                }
+                };
                 // The Endpoints controller resolved the target port per subset; its ports
-                // carry the service port's name.
+                // carry the service port's name and protocol.
                 let mut backends = Vec::new();
                 for subset in found.map(|e| e.subsets.as_slice()).unwrap_or_default() {
-                    let Some(target) = subset.ports.iter().find(|p| p.name == port.name) else {
+                    let Some(target) = subset.ports.iter().find(|p| {
+                        p.name == port.name
+                            && Protocol::of_port(p.protocol.as_deref()) == Some(protocol)
+                    }) else {
                         continue;
                     };
                     for address in &subset.addresses {
@@ -109,8 +138,9 @@ impl ServiceTable {
                     }
                 }
                 backends.sort();
+                table.cluster_ips.insert(cluster_ip);
                 table.backends.insert(
-                    SocketAddrV4::new(cluster_ip, port.port as u16),
+                    (protocol, SocketAddrV4::new(cluster_ip, port.port as u16)),
                     Backends {
                         service: format!("{namespace}/{name}"),
                         endpoints: backends,
@@ -123,10 +153,11 @@ impl ServiceTable {
         table
     }
 
-    /// Where a connection from `client` to `destination` goes: round robin over the
-    /// ready endpoints, or the client's last one under ClientIP affinity.
-    pub fn route(&self, client: Ipv4Addr, destination: SocketAddrV4) -> Route {
-        let Some(backends) = self.backends.get(&destination) else {
+    /// Where a connection (or a new UDP flow) of `protocol` from `client` to `destination`
+    /// goes: round robin over the ready endpoints, or the client's last one under ClientIP
+    /// affinity.
+    pub fn route(&self, protocol: Protocol, client: Ipv4Addr, destination: SocketAddrV4) -> Route {
+        let Some(backends) = self.backends.get(&(protocol, destination)) else {
             return Route::Direct;
         };
         if backends.endpoints.is_empty() {
@@ -143,7 +174,7 @@ impl ServiceTable {
         };
         let mut sticky = self.sticky.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let endpoint = match sticky.get(&(destination, client)) {
+        let endpoint = match sticky.get(&(protocol, destination, client)) {
             Some((endpoint, used))
                 if now.duration_since(*used) < timeout && backends.endpoints.contains(endpoint) =>
             {
@@ -151,8 +182,26 @@ impl ServiceTable {
             }
             _ => pick(),
         };
-        sticky.insert((destination, client), (endpoint, now));
+        sticky.insert((protocol, destination, client), (endpoint, now));
         Route::To(endpoint)
+    }
+
+    /// Whether `endpoint` is still a ready endpoint of the Service port `destination`: a UDP
+    /// flow keeps its endpoint only while it is.
+    pub fn has_endpoint(
+        &self,
+        protocol: Protocol,
+        destination: SocketAddrV4,
+        endpoint: SocketAddrV4,
+    ) -> bool {
+        self.backends
+            .get(&(protocol, destination))
+            .is_some_and(|backends| backends.endpoints.contains(&endpoint))
+    }
+
+    /// Whether `ip` is the ClusterIP of a Service with ports.
+    pub fn is_cluster_ip(&self, ip: Ipv4Addr) -> bool {
+        self.cluster_ips.contains(&ip)
     }
 
     /// The addresses `name` resolves to for a pod in `namespace`: `NAME`,
@@ -229,7 +278,7 @@ mod tests {
         let client = Ipv4Addr::new(10, 244, 0, 5);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..6 {
-            match table.route(client, addr("10.96.0.10:80")) {
+            match table.route(Protocol::Tcp, client, addr("10.96.0.10:80")) {
                 Route::To(endpoint) => {
                     assert_eq!(endpoint.port(), 8080);
                     assert_ne!(
@@ -243,8 +292,14 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 3, "round robin reaches every endpoint");
-        assert_eq!(table.route(client, addr("10.96.0.10:81")), Route::Direct);
-        assert_eq!(table.route(client, addr("10.244.0.2:8080")), Route::Direct);
+        assert_eq!(
+            table.route(Protocol::Tcp, client, addr("10.96.0.10:81")),
+            Route::Direct
+        );
+        assert_eq!(
+            table.route(Protocol::Tcp, client, addr("10.244.0.2:8080")),
+            Route::Direct
+        );
     }
 
     #[test]
@@ -267,19 +322,80 @@ mod tests {
                 Some("http"),
             )],
         );
-        let first = table.route(Ipv4Addr::new(10, 244, 0, 5), addr("10.96.0.11:80"));
+        let first = table.route(
+            Protocol::Tcp,
+            Ipv4Addr::new(10, 244, 0, 5),
+            addr("10.96.0.11:80"),
+        );
         for _ in 0..5 {
             assert_eq!(
-                table.route(Ipv4Addr::new(10, 244, 0, 5), addr("10.96.0.11:80")),
+                table.route(
+                    Protocol::Tcp,
+                    Ipv4Addr::new(10, 244, 0, 5),
+                    addr("10.96.0.11:80")
+                ),
                 first
             );
         }
         assert_eq!(
-            table.route(Ipv4Addr::new(10, 244, 0, 5), addr("10.96.0.12:80")),
+            table.route(
+                Protocol::Tcp,
+                Ipv4Addr::new(10, 244, 0, 5),
+                addr("10.96.0.12:80")
+            ),
             Route::NoEndpoints {
                 service: "default/empty".into()
             }
         );
+    }
+
+    #[test]
+    fn tcp_and_udp_ports_of_one_number_lead_to_their_own_endpoints() {
+        let dns = Arc::new(
+            serde_json::from_value::<Service>(json!({
+                "metadata": { "name": "dns", "namespace": "default" },
+                "spec": { "clusterIP": "10.96.0.10", "ports": [
+                    { "name": "dns-udp", "protocol": "UDP", "port": 53, "targetPort": "dns" },
+                    { "name": "dns-tcp", "protocol": "TCP", "port": 53, "targetPort": 8053 },
+                    { "name": "sctp", "protocol": "SCTP", "port": 9 },
+                ] },
+            }))
+            .unwrap(),
+        );
+        let endpoints = Arc::new(
+            serde_json::from_value::<Endpoints>(json!({
+                "metadata": { "name": "dns", "namespace": "default" },
+                "subsets": [{
+                    "addresses": [{ "ip": "10.244.1.2" }],
+                    "ports": [
+                        { "name": "dns-udp", "port": 5353, "protocol": "UDP" },
+                        { "name": "dns-tcp", "port": 8053, "protocol": "TCP" },
+                        { "name": "sctp", "port": 9, "protocol": "SCTP" },
+                    ],
+                }],
+            }))
+            .unwrap(),
+        );
+        let table = ServiceTable::build(&[dns], &[endpoints]);
+        let client = Ipv4Addr::new(10, 244, 0, 5);
+        let service = addr("10.96.0.10:53");
+        assert_eq!(
+            table.route(Protocol::Udp, client, service),
+            Route::To(addr("10.244.1.2:5353"))
+        );
+        assert_eq!(
+            table.route(Protocol::Tcp, client, service),
+            Route::To(addr("10.244.1.2:8053"))
+        );
+        assert!(table.has_endpoint(Protocol::Udp, service, addr("10.244.1.2:5353")));
+        assert!(!table.has_endpoint(Protocol::Udp, service, addr("10.244.1.2:8053")));
+        assert!(table.is_cluster_ip(Ipv4Addr::new(10, 96, 0, 10)));
+        assert_eq!(
+            table.route(Protocol::Udp, client, addr("10.96.0.10:9")),
+            Route::Direct,
+            "SCTP is not carried"
+        );
+        assert_eq!(Protocol::of_port(None), Some(Protocol::Tcp));
     }
 
     #[test]

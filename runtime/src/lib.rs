@@ -12,9 +12,9 @@
 //!   [`PodNetwork`] for its sockets. [`Container::wait`] and [`Container::stop`] give its
 //!   [`ExitStatus`].
 //! - [`VirtualNetwork`] is a node's pod network: each pod attached to it is a [`PodNetwork`]
-//!   with its own IP, loopback and port space, and guests' `wasi:sockets` TCP runs over it
-//!   through in-memory streams, never a kernel socket. What lies beyond the node's pods goes
-//!   to the embedder's [`Outside`] hook.
+//!   with its own IP, loopback and port spaces, and guests' `wasi:sockets` TCP and UDP run
+//!   over it through in-memory streams and queues, never a kernel socket. What lies beyond
+//!   the node's pods goes to the embedder's [`Outside`] hook.
 //!
 //! The runtime knows nothing of skiff's API objects; the node maps pods onto these types.
 
@@ -37,8 +37,8 @@ pub use engine::{CacheStats, EngineError, Runtime, RuntimeConfig};
 pub use http::{HttpError, ResponseBody, serve_http};
 pub use logs::{LogLine, LogSink, LogStream, MemorySink, StdioSink};
 pub use network::{
-    AttachError, BindError, ConnectError, NoOutside, Outside, PodListener, PodNetwork, PodStream,
-    ResolveError, VirtualNetwork,
+    AttachError, BindError, ConnectError, Datagram, DatagramError, MAX_DATAGRAM, NoOutside,
+    Outside, PodListener, PodNetwork, PodStream, PodUdpSocket, ResolveError, VirtualNetwork,
 };
 pub use spec::{ContainerSpec, ExitStatus, VolumeMount};
 pub use workload::{LoadError, Workload, WorkloadKind};

@@ -32,7 +32,11 @@ pub const HTTP_HELLO: &str = concat!(env!("OUT_DIR"), "/http-hello.wasm");
 /// connection, and echoes lines (after `PREFIX`); with `SINK=1` it reads each connection to
 /// its end and answers `received N`. Client (`CONNECT=ADDR`): sends `MESSAGE` (default
 /// `hello`) and prints `echoed: LINE`, or with `SEND_BYTES=N` sends N bytes, shuts down its
-/// side and prints the answer. `UDP_BIND=ADDR` binds a UDP socket. A failure prints
+/// side and prints the answer. UDP server (`UDP_BIND=ADDR`): prints `udp bound to ADDR` and
+/// echoes each datagram (after `PREFIX`), printing `udp datagram from PEER`. UDP client
+/// (`UDP_SEND=ADDR`): sends `MESSAGE` (or `UDP_SEND_BYTES=N` bytes), printing `udp echoed:
+/// TEXT` and `udp reply from PEER`, resending every `UDP_TIMEOUT_MS` up to `UDP_TRIES` times;
+/// `UDP_CONNECT=1` connects the socket first. A failure prints
 /// `tcp-echo: STEP: KIND (ERROR)` to stderr (KIND an `io::ErrorKind`) and exits 1.
 pub const TCP_ECHO: &str = concat!(env!("OUT_DIR"), "/tcp-echo.wasm");
 /// Core module (p1): writes `CONTENT` to the file named by its argument (default

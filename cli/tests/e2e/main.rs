@@ -12,3 +12,4 @@ mod run;
 mod samples;
 mod security;
 mod support;
+mod udp;

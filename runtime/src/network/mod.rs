@@ -1,25 +1,36 @@
-//! The pod network: TCP between pods with no kernel socket.
+//! The pod network: TCP and UDP between pods with no kernel socket.
 //!
 //! A node has one [`VirtualNetwork`]. Each pod is attached to it as a [`PodNetwork`]: its own
-//! IP, its own loopback (127.0.0.0/8 and `::1`) and one port space shared by all of its
-//! containers, as a network namespace is in Kubernetes. A container given a `PodNetwork`
-//! gets `wasi:sockets` over it (src/sockets/):
+//! IP, its own loopback (127.0.0.0/8 and `::1`) and one TCP and one UDP port space shared by
+//! all of its containers, as a network namespace is in Kubernetes. A container given a
+//! `PodNetwork` gets `wasi:sockets` over it (src/sockets/):
 //!
-//! - a bind registers (address, port) in the pod's port space and never touches a host port;
-//!   two pods may both listen on 8080.
+//! - a bind registers (address, port) in the pod's port space of its protocol and never
+//!   touches a host port; two pods may both listen on TCP 8080 or bind UDP 53, and one pod
+//!   may hold TCP 53 and UDP 53 at once.
 //! - a connect to the pod's loopback or its own IP reaches the pod's own listeners; to another
 //!   pod's IP on this node, that pod's listeners bound to its IP or the wildcard. The bytes
 //!   travel through in-memory pipes (`tokio::io::duplex`). Where nothing listens the
 //!   connection is refused.
+//! - a datagram takes the same route to the socket bound at its destination and waits in that
+//!   socket's receive queue, bounded in bytes like a kernel's; a full queue drops it, as a
+//!   kernel does. Where nothing is bound the datagram is dropped and the sender, if it is a
+//!   connected socket, gets `connection-refused` on its next call (a kernel's ICMP
+//!   port-unreachable). Datagrams carry at most [`MAX_DATAGRAM`] bytes.
 //! - any other address goes to the node's [`Outside`] hook: Services (ClusterIPs), pods on
 //!   other nodes, egress. So do names other than IP literals and `localhost`. The default,
-//!   [`NoOutside`], refuses them all.
+//!   [`NoOutside`], refuses connections and answers datagrams with "unreachable" (a kernel
+//!   with no route there fails `sendto` with `ENETUNREACH`).
 //! - host-originated connections (probes, NodePort, the fabric from other nodes) come in
-//!   through [`VirtualNetwork::connect_to_pod`]; `port-forward` connects from inside the pod
-//!   with [`PodNetwork::connect`].
+//!   through [`VirtualNetwork::connect_to_pod`] and datagrams through
+//!   [`VirtualNetwork::deliver_datagram`]; `port-forward` connects from inside the pod with
+//!   [`PodNetwork::connect`]. Replies of a Service's endpoint are made to look as if they came
+//!   from the Service with [`VirtualNetwork::translate_replies`], as conntrack's reverse NAT
+//!   does for kube-proxy.
 
 mod ports;
 mod stream;
+mod udp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +45,9 @@ pub use ports::BindError;
 use ports::PortSpace;
 pub use stream::PodStream;
 pub(crate) use stream::{PIPE_BUFFER, ReadHalf, WriteHalf};
+use udp::ReplyTranslations;
+pub(crate) use udp::{DEFAULT_RECEIVE_BUFFER, Inbox};
+pub use udp::{Datagram, DatagramError, MAX_DATAGRAM, PodUdpSocket};
 
 /// How long a connection waits for room in a listener's full accept queue before it fails
 /// with [`ConnectError::TimedOut`] (a kernel retries its SYN for about as long).
@@ -123,10 +137,25 @@ pub trait Outside: Send + Sync + 'static {
         let _ = (node, from, name);
         Err(ResolveError::NotFound)
     }
+
+    /// Sends a datagram from a pod (`datagram.from` is the pod's IP and the sending socket's
+    /// port) to `datagram.to`, which is no pod of this node. Called from the guest's `send`:
+    /// it must not wait, only queue (or drop, as a full kernel queue does) and return. `Ok`
+    /// means handed on, not delivered. [`DatagramError::Refused`] tells a connected sender
+    /// that nothing is bound there (it sees `connection-refused` next). Default: unreachable,
+    /// what a kernel's `sendto` says (`ENETUNREACH`) when it has no route to the address.
+    fn send_datagram(
+        &self,
+        node: &VirtualNetwork,
+        datagram: Datagram,
+    ) -> Result<(), DatagramError> {
+        let _ = (node, datagram);
+        Err(DatagramError::Unreachable)
+    }
 }
 
-/// An [`Outside`] with nothing outside: connections beyond the node's pods are refused and
-/// only IP literals and `localhost` resolve.
+/// An [`Outside`] with nothing outside: connections beyond the node's pods are refused,
+/// datagrams there are unreachable and only IP literals and `localhost` resolve.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoOutside;
 
@@ -143,6 +172,8 @@ struct Node {
     /// Attached pods by IP. Weak: a pod leaves the network when its last handle is dropped.
     pods: Mutex<HashMap<IpAddr, Weak<Pod>>>,
     outside: Arc<dyn Outside>,
+    /// Datagrams whose source is rewritten on delivery: replies of Service endpoints.
+    replies: Mutex<ReplyTranslations>,
 }
 
 impl Default for VirtualNetwork {
@@ -171,6 +202,7 @@ impl VirtualNetwork {
             node: Arc::new(Node {
                 pods: Mutex::new(HashMap::new()),
                 outside,
+                replies: Mutex::new(ReplyTranslations::default()),
             }),
         }
     }
@@ -189,6 +221,7 @@ impl VirtualNetwork {
             ip,
             node: self.node.clone(),
             ports: Mutex::new(PortSpace::new()),
+            udp_ports: Mutex::new(PortSpace::new()),
         });
         pods.insert(ip, Arc::downgrade(&pod));
         Ok(PodNetwork { pod })
@@ -215,6 +248,36 @@ impl VirtualNetwork {
             .ok_or(ConnectError::Unreachable)?;
         deliver(&pod, canonical_addr(to), from).await
     }
+
+    /// Delivers a datagram from the host side to the socket a pod has bound at
+    /// `datagram.to` (the pod's IP and a port), as the fabric does for another node's pods and
+    /// egress for replies from beyond the cluster. `datagram.from` is the source the guest
+    /// sees (after [`translate_replies`](Self::translate_replies)). Sockets bound to a pod's
+    /// loopback are not reachable this way. `Ok` also when the receiving queue was full and
+    /// the datagram dropped. Fails with [`DatagramError::Unreachable`] if `to` is no pod of
+    /// this network, [`DatagramError::Refused`] if nothing is bound there,
+    /// [`DatagramError::TooLarge`] beyond [`MAX_DATAGRAM`] bytes.
+    pub fn deliver_datagram(&self, datagram: Datagram) -> Result<(), DatagramError> {
+        let to = canonical(datagram.to.ip());
+        if is_loopback(to) {
+            return Err(DatagramError::Unreachable);
+        }
+        let pod = self.node.pod(to).ok_or(DatagramError::Unreachable)?;
+        deliver_datagram(&pod, datagram)
+    }
+
+    /// Makes datagrams from `from` to `to` appear to come from `appear_from` while the flow
+    /// is in use (it lapses after two minutes without such a datagram, as a conntrack entry
+    /// does). The node's service proxy calls it when it sends a client's datagram from `to`
+    /// to a Service (`appear_from`) on to an endpoint (`from`): the endpoint's replies then
+    /// come from the address the client sent to, wherever the endpoint runs.
+    pub fn translate_replies(&self, from: SocketAddr, to: SocketAddr, appear_from: SocketAddr) {
+        lock(&self.node.replies).insert(
+            canonical_addr(from),
+            canonical_addr(to),
+            canonical_addr(appear_from),
+        );
+    }
 }
 
 impl Node {
@@ -235,7 +298,10 @@ pub struct PodNetwork {
 struct Pod {
     ip: IpAddr,
     node: Arc<Node>,
-    ports: Mutex<PortSpace>,
+    /// TCP: listeners' accept queues.
+    ports: Mutex<PortSpace<mpsc::Sender<Incoming>>>,
+    /// UDP: bound sockets' receive queues, a port space of its own.
+    udp_ports: Mutex<PortSpace<Inbox>>,
 }
 
 impl Drop for Pod {
@@ -303,16 +369,78 @@ impl PodNetwork {
     /// Binds `addr` in the pod's port space: the pod's IP, its loopback or the wildcard;
     /// port 0 takes an ephemeral port.
     pub(crate) fn bind(&self, addr: SocketAddr) -> Result<PortLease, BindError> {
-        let ip = addr.ip();
-        if !(ip.is_unspecified() || is_loopback(ip) || ip == self.pod.ip) {
-            return Err(BindError::NotBindable);
-        }
+        self.check_bindable(addr.ip())?;
         let (id, addr) = lock(&self.pod.ports).bind(addr)?;
         Ok(PortLease {
             pod: self.pod.clone(),
+            protocol: Protocol::Tcp,
             id,
             addr,
         })
+    }
+
+    /// Binds a UDP socket at `addr` in the pod's UDP port space (the rules of [`Self::bind`]):
+    /// datagrams to it queue, up to `receive_buffer` bytes, on the returned inbox from now on.
+    pub(crate) fn bind_datagram(
+        &self,
+        addr: SocketAddr,
+        receive_buffer: usize,
+    ) -> Result<(PortLease, Inbox), BindError> {
+        let addr = canonical_addr(addr);
+        self.check_bindable(addr.ip())?;
+        let inbox = Inbox::new(receive_buffer);
+        let mut ports = lock(&self.pod.udp_ports);
+        let (id, addr) = ports.bind(addr)?;
+        ports.listen(id, addr.port(), inbox.clone());
+        drop(ports);
+        let lease = PortLease {
+            pod: self.pod.clone(),
+            protocol: Protocol::Udp,
+            id,
+            addr,
+        };
+        Ok((lease, inbox))
+    }
+
+    /// Binds a UDP socket in the pod from the host side, as a guest would: `addr` is the pod's
+    /// IP, its loopback or the wildcard; port 0 takes an ephemeral port. The port is the pod's
+    /// until the socket is dropped.
+    pub fn bind_udp(&self, addr: SocketAddr) -> Result<PodUdpSocket, BindError> {
+        let (lease, inbox) = self.bind_datagram(addr, DEFAULT_RECEIVE_BUFFER)?;
+        Ok(PodUdpSocket::new(self.clone(), lease, inbox))
+    }
+
+    fn check_bindable(&self, ip: IpAddr) -> Result<(), BindError> {
+        if ip.is_unspecified() || is_loopback(ip) || canonical(ip) == self.pod.ip {
+            Ok(())
+        } else {
+            Err(BindError::NotBindable)
+        }
+    }
+
+    /// Sends a datagram from a socket of this pod (`datagram.from`, its address as sent from:
+    /// never the wildcard): to the pod itself for its loopback or its IP, in memory to another
+    /// pod of the node, anything else to the [`Outside`] hook. Never waits.
+    pub(crate) fn send_datagram(&self, datagram: Datagram) -> Result<(), DatagramError> {
+        if datagram.data.len() > MAX_DATAGRAM {
+            return Err(DatagramError::TooLarge);
+        }
+        let to = canonical(datagram.to.ip());
+        if is_loopback(to) || to == self.pod.ip {
+            return deliver_datagram(&self.pod, datagram);
+        }
+        if is_loopback(datagram.from.ip()) {
+            // A socket bound to the loopback has no route off the pod.
+            return Err(DatagramError::Unreachable);
+        }
+        match self.pod.node.pod(to) {
+            Some(target) => deliver_datagram(&target, datagram),
+            None => self
+                .pod
+                .node
+                .outside
+                .send_datagram(&self.network(), datagram),
+        }
     }
 
     /// Makes a bound address listen; connections to it queue, up to `backlog`, on the
@@ -423,8 +551,16 @@ impl PodListener {
 /// A bound (address, port) of a pod, released when dropped.
 pub(crate) struct PortLease {
     pod: Arc<Pod>,
+    protocol: Protocol,
     id: u64,
     addr: SocketAddr,
+}
+
+/// Which of a pod's port spaces a [`PortLease`] is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Tcp,
+    Udp,
 }
 
 impl PortLease {
@@ -436,7 +572,10 @@ impl PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        lock(&self.pod.ports).release(self.id, self.addr.port());
+        match self.protocol {
+            Protocol::Tcp => lock(&self.pod.ports).release(self.id, self.addr.port()),
+            Protocol::Udp => lock(&self.pod.udp_ports).release(self.id, self.addr.port()),
+        }
     }
 }
 
@@ -466,6 +605,22 @@ async fn deliver(pod: &Pod, to: SocketAddr, from: SocketAddr) -> Result<PodStrea
         remote: from,
     });
     Ok(client)
+}
+
+/// Queues a datagram on the socket of `pod` bound at its destination, rewriting its source if
+/// it is the reply of a translated flow. A full queue drops it (still `Ok`, as for a kernel).
+fn deliver_datagram(pod: &Pod, mut datagram: Datagram) -> Result<(), DatagramError> {
+    if datagram.data.len() > MAX_DATAGRAM {
+        return Err(DatagramError::TooLarge);
+    }
+    datagram.from = canonical_addr(datagram.from);
+    datagram.to = canonical_addr(datagram.to);
+    lock(&pod.node.replies).translate(&mut datagram);
+    let inbox = lock(&pod.udp_ports)
+        .listener(datagram.to)
+        .ok_or(DatagramError::Refused)?;
+    inbox.push(datagram);
+    Ok(())
 }
 
 /// 127.0.0.0/8 or `::1`.
@@ -620,6 +775,99 @@ mod tests {
             net.attach(ip("127.0.0.1")).unwrap_err(),
             AttachError::InvalidAddress(ip("127.0.0.1"))
         );
+    }
+
+    fn datagram(from: &str, to: &str, data: &'static str) -> Datagram {
+        Datagram {
+            from: addr(from),
+            to: addr(to),
+            data: data.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn datagrams_reach_the_socket_bound_at_their_destination() {
+        let net = VirtualNetwork::default();
+        let a = net.attach(ip("10.244.1.7")).unwrap();
+        let b = net.attach(ip("10.244.1.8")).unwrap();
+        // Both pods bind UDP 53, and a also TCP 53: separate port spaces.
+        let a_dns = a.bind_udp(addr("0.0.0.0:53")).unwrap();
+        let b_dns = b.bind_udp(addr("10.244.1.8:53")).unwrap();
+        let _a_tcp = a.bind(addr("0.0.0.0:53")).unwrap();
+        assert_eq!(
+            a.bind_udp(addr("127.0.0.1:53")).err(),
+            Some(BindError::AddressInUse)
+        );
+        let b_local = b.bind_udp(addr("127.0.0.1:9")).unwrap();
+
+        let client = a.bind_udp(addr("0.0.0.0:0")).unwrap();
+        let port = client.local_addr().port();
+        assert!(port >= 32768, "an ephemeral port: {port}");
+        client.send_to("to b", addr("10.244.1.8:53")).unwrap();
+        let got = b_dns.try_recv().unwrap();
+        assert_eq!(got.from, SocketAddr::new(ip("10.244.1.7"), port));
+        assert_eq!(got.data, "to b");
+        client.send_to("to me", addr("127.0.0.1:53")).unwrap();
+        let got = a_dns.try_recv().unwrap();
+        assert_eq!(got.from, SocketAddr::new(ip("127.0.0.1"), port));
+        assert_eq!(
+            client.send_to("no", addr("10.244.1.8:9")),
+            Err(DatagramError::Refused),
+            "b's loopback socket is not reachable from a"
+        );
+        assert!(b_local.try_recv().is_none());
+        assert_eq!(
+            client.send_to(vec![0; MAX_DATAGRAM + 1], addr("10.244.1.8:53")),
+            Err(DatagramError::TooLarge)
+        );
+        assert_eq!(
+            client.send_to("out", addr("8.8.8.8:53")),
+            Err(DatagramError::Unreachable),
+            "no route beyond the node by default"
+        );
+
+        // From the host: to a pod's IP only, and a dropped socket frees its port.
+        net.deliver_datagram(datagram("10.244.9.1:4000", "10.244.1.8:53", "in"))
+            .unwrap();
+        assert_eq!(b_dns.try_recv().unwrap().from, addr("10.244.9.1:4000"));
+        assert_eq!(
+            net.deliver_datagram(datagram("10.244.9.1:4000", "127.0.0.1:9", "in")),
+            Err(DatagramError::Unreachable)
+        );
+        assert_eq!(
+            net.deliver_datagram(datagram("10.244.9.1:4000", "10.244.1.9:53", "in")),
+            Err(DatagramError::Unreachable)
+        );
+        drop(b_dns);
+        assert_eq!(
+            net.deliver_datagram(datagram("10.244.9.1:4000", "10.244.1.8:53", "in")),
+            Err(DatagramError::Refused)
+        );
+        b.bind_udp(addr("0.0.0.0:53")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn replies_of_a_translated_flow_come_from_the_service() {
+        let net = VirtualNetwork::default();
+        let client_pod = net.attach(ip("10.244.1.7")).unwrap();
+        let endpoint_pod = net.attach(ip("10.244.1.8")).unwrap();
+        let client = client_pod.bind_udp(addr("0.0.0.0:40000")).unwrap();
+        let endpoint = endpoint_pod.bind_udp(addr("0.0.0.0:5353")).unwrap();
+        net.translate_replies(
+            addr("10.244.1.8:5353"),
+            addr("10.244.1.7:40000"),
+            addr("10.96.0.10:53"),
+        );
+        endpoint
+            .send_to("answer", addr("10.244.1.7:40000"))
+            .unwrap();
+        assert_eq!(client.try_recv().unwrap().from, addr("10.96.0.10:53"));
+        // The same endpoint port to another client is untouched.
+        let other = client_pod.bind_udp(addr("0.0.0.0:40001")).unwrap();
+        endpoint
+            .send_to("answer", addr("10.244.1.7:40001"))
+            .unwrap();
+        assert_eq!(other.try_recv().unwrap().from, addr("10.244.1.8:5353"));
     }
 
     #[tokio::test]

@@ -1,13 +1,11 @@
-//! A pod's port space: which (address, port) pairs its sockets have bound, and which of them
-//! listen. Shared by all containers of the pod, as one network namespace is in Kubernetes.
+//! A pod's port spaces: which (address, port) pairs its sockets have bound, and where what
+//! arrives at each is queued. Shared by all containers of the pod, as one network namespace is
+//! in Kubernetes. TCP and UDP each have their own ([`PortSpace`] over their queue type): a pod
+//! may bind TCP 53 and UDP 53 at once.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
-
-use tokio::sync::mpsc;
-
-use super::Incoming;
 
 /// Ports handed out for a bind to port 0 and for the implicit bind of a `connect`: Linux's
 /// default `ip_local_port_range`.
@@ -27,21 +25,22 @@ pub enum BindError {
     NotBindable,
 }
 
-/// The bound addresses of one pod.
-pub(crate) struct PortSpace {
-    ports: HashMap<u16, Vec<Binding>>,
+/// The bound addresses of one pod for one protocol. `Q` is where what arrives at a binding is
+/// queued: a TCP listener's accept queue, a UDP socket's receive queue.
+pub(crate) struct PortSpace<Q> {
+    ports: HashMap<u16, Vec<Binding<Q>>>,
     next_id: u64,
     next_ephemeral: u16,
 }
 
-struct Binding {
+struct Binding<Q> {
     id: u64,
     ip: IpAddr,
-    /// Where connections to it are queued, once it listens.
-    listener: Option<mpsc::Sender<Incoming>>,
+    /// Where what arrives is queued: for TCP once the socket listens, for UDP from the bind.
+    listener: Option<Q>,
 }
 
-impl PortSpace {
+impl<Q: Clone> PortSpace<Q> {
     pub(crate) fn new() -> Self {
         Self {
             ports: HashMap::new(),
@@ -68,8 +67,8 @@ impl PortSpace {
         Ok((id, SocketAddr::new(addr.ip(), port)))
     }
 
-    /// Makes a binding listen: connections to it are queued on `queue`.
-    pub(crate) fn listen(&mut self, id: u64, port: u16, queue: mpsc::Sender<Incoming>) {
+    /// Makes a binding listen: what arrives at it is queued on `queue`.
+    pub(crate) fn listen(&mut self, id: u64, port: u16, queue: Q) {
         if let Some(binding) = self
             .ports
             .get_mut(&port)
@@ -89,9 +88,9 @@ impl PortSpace {
         }
     }
 
-    /// The queue of the listener a connection to `to` reaches: one bound to exactly that
-    /// address or to the wildcard of its family (never both: they would overlap).
-    pub(crate) fn listener(&self, to: SocketAddr) -> Option<mpsc::Sender<Incoming>> {
+    /// The queue of the listener a connection (or datagram) to `to` reaches: one bound to
+    /// exactly that address or to the wildcard of its family (never both: they would overlap).
+    pub(crate) fn listener(&self, to: SocketAddr) -> Option<Q> {
         self.ports
             .get(&to.port())?
             .iter()
@@ -132,7 +131,11 @@ fn overlap(a: IpAddr, b: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
+
+    type Tcp = PortSpace<mpsc::Sender<()>>;
 
     fn addr(text: &str) -> SocketAddr {
         text.parse().unwrap()
@@ -140,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_port_is_bound_once_per_address_and_family() {
-        let mut ports = PortSpace::new();
+        let mut ports = Tcp::new();
         ports.bind(addr("10.244.1.7:8080")).unwrap();
         ports.bind(addr("127.0.0.1:8080")).unwrap();
         assert_eq!(
@@ -158,7 +161,7 @@ mod tests {
 
     #[test]
     fn the_wildcard_takes_the_port_for_every_address() {
-        let mut ports = PortSpace::new();
+        let mut ports = Tcp::new();
         let (id, _) = ports.bind(addr("0.0.0.0:80")).unwrap();
         assert_eq!(
             ports.bind(addr("127.0.0.1:80")),
@@ -170,7 +173,7 @@ mod tests {
 
     #[test]
     fn port_zero_gets_a_free_ephemeral_port() {
-        let mut ports = PortSpace::new();
+        let mut ports = Tcp::new();
         ports.bind(addr("0.0.0.0:32768")).unwrap();
         let (_, first) = ports.bind(addr("127.0.0.1:0")).unwrap();
         let (_, second) = ports.bind(addr("127.0.0.1:0")).unwrap();
@@ -181,7 +184,7 @@ mod tests {
 
     #[test]
     fn connections_reach_listeners_on_their_address_or_the_wildcard() {
-        let mut ports = PortSpace::new();
+        let mut ports = Tcp::new();
         let (loopback, _) = ports.bind(addr("127.0.0.1:80")).unwrap();
         ports.listen(loopback, 80, mpsc::channel(1).0);
         assert!(ports.listener(addr("127.0.0.1:80")).is_some());

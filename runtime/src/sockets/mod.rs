@@ -1,14 +1,16 @@
-//! `wasi:sockets` over the pod network: skiff's own `tcp`, `tcp-create-socket`,
-//! `ip-name-lookup` and `udp-create-socket`, and the linker that puts them beside the rest of
+//! `wasi:sockets` over the pod network: skiff's own `tcp`, `tcp-create-socket`, `udp`,
+//! `udp-create-socket` and `ip-name-lookup`, and the linker that puts them beside the rest of
 //! WASI 0.2 from wasmtime-wasi (shared/WASMTIME-48.md, "Sockets").
 //!
 //! A guest's sockets live in its pod's [`PodNetwork`]; a container without one gets
 //! `access-denied` for every socket and lookup. No kernel socket is ever opened for a guest:
-//! wasmtime-wasi's own socket context stays denied, and UDP is refused as `not-supported`.
+//! wasmtime-wasi's own socket context stays denied, and only its `network` handle and error
+//! conversions are used.
 
 mod lookup;
 mod streams;
 mod tcp;
+mod udp;
 
 use std::net::SocketAddr;
 
@@ -21,12 +23,13 @@ use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpSocketAdd
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
-use crate::network::{BindError, ConnectError, PodNetwork, ResolveError};
+use crate::network::{BindError, ConnectError, DatagramError, PodNetwork, ResolveError};
 use crate::wasi::P2Host;
 
 // `pub` because the generated bindings re-export them; the module itself is crate-private.
 pub use lookup::Resolution;
 pub use tcp::TcpSocket;
+pub use udp::{IncomingDatagramStream, OutgoingDatagramStream, UdpSocket};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -41,15 +44,17 @@ mod bindings {
             "wasi:io": wasmtime_wasi_io::bindings::wasi::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             "wasi:sockets/network": wasmtime_wasi::p2::bindings::sockets::network,
-            "wasi:sockets/udp": wasmtime_wasi::p2::bindings::sockets::udp,
             "wasi:sockets/tcp.tcp-socket": crate::sockets::TcpSocket,
+            "wasi:sockets/udp.udp-socket": crate::sockets::UdpSocket,
+            "wasi:sockets/udp.incoming-datagram-stream": crate::sockets::IncomingDatagramStream,
+            "wasi:sockets/udp.outgoing-datagram-stream": crate::sockets::OutgoingDatagramStream,
             "wasi:sockets/ip-name-lookup.resolve-address-stream": crate::sockets::Resolution,
         },
     });
 }
 
 use bindings::wasi::sockets::{
-    ip_name_lookup, tcp as tcp_bindings, tcp_create_socket, udp_create_socket,
+    ip_name_lookup, tcp as tcp_bindings, tcp_create_socket, udp as udp_bindings, udp_create_socket,
 };
 
 /// The store data the socket interfaces work on: the instance's resource table and its
@@ -106,16 +111,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<P2Host>) -> wasmtime::Result<()>
     cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    // The network handle and the error conversions are wasmtime-wasi's; UDP sockets can
-    // never be created (udp-create-socket below), so its `udp` methods are never reached.
+    // The network handle and the error conversions are wasmtime-wasi's.
     sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
     sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
-    sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
 
     tcp_bindings::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
     tcp_create_socket::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
-    ip_name_lookup::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    udp_bindings::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
     udp_create_socket::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
+    ip_name_lookup::add_to_linker::<T, PodSockets>(l, pod_sockets)?;
     Ok(())
 }
 
@@ -142,17 +146,6 @@ impl network::HostNetwork for PodSocketsView<'_> {
     }
 }
 
-impl udp_create_socket::Host for PodSocketsView<'_> {
-    fn create_udp_socket(
-        &mut self,
-        _family: network::IpAddressFamily,
-    ) -> Result<Resource<wasmtime_wasi::p2::UdpSocket>, SocketError> {
-        self.pod()?;
-        // UDP over the pod network is not built yet.
-        Err(ErrorCode::NotSupported.into())
-    }
-}
-
 fn bind_error(error: BindError) -> ErrorCode {
     match error {
         BindError::AddressInUse | BindError::NoEphemeralPort => ErrorCode::AddressInUse,
@@ -171,11 +164,41 @@ fn connect_error(error: ConnectError) -> ErrorCode {
     }
 }
 
+fn datagram_error(error: DatagramError) -> ErrorCode {
+    match error {
+        DatagramError::Refused => ErrorCode::ConnectionRefused,
+        DatagramError::Unreachable => ErrorCode::RemoteUnreachable,
+        DatagramError::Denied => ErrorCode::AccessDenied,
+        DatagramError::TooLarge => ErrorCode::DatagramTooLarge,
+    }
+}
+
 fn resolve_error(error: ResolveError) -> ErrorCode {
     match error {
         ResolveError::NotFound => ErrorCode::NameUnresolvable,
         ResolveError::Temporary => ErrorCode::TemporaryResolverFailure,
         ResolveError::Denied => ErrorCode::AccessDenied,
+    }
+}
+
+/// Checks that a socket of `family` may use `addr`: its family, unicast (the pod network has no
+/// multicast or broadcast), and not IPv4-mapped (WASI 0.2 sockets do not mix families).
+fn check_address(family: network::IpAddressFamily, addr: SocketAddr) -> Result<(), ErrorCode> {
+    use network::IpAddressFamily;
+
+    let family_ok = match (family, addr) {
+        (IpAddressFamily::Ipv4, SocketAddr::V4(_)) => true,
+        (IpAddressFamily::Ipv6, SocketAddr::V6(v6)) => v6.ip().to_ipv4_mapped().is_none(),
+        _ => false,
+    };
+    let unicast = match addr {
+        SocketAddr::V4(v4) => !v4.ip().is_multicast() && !v4.ip().is_broadcast(),
+        SocketAddr::V6(v6) => !v6.ip().is_multicast(),
+    };
+    if family_ok && unicast {
+        Ok(())
+    } else {
+        Err(ErrorCode::InvalidArgument)
     }
 }
 

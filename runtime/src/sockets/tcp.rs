@@ -20,7 +20,7 @@ use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 use super::bindings::wasi::sockets::tcp::{self, Duration, HostTcpSocket, ShutdownType};
 use super::bindings::wasi::sockets::tcp_create_socket;
 use super::streams::{ReceiveHalf, SendHalf};
-use super::{PodSocketsView, bind_error, connect_error, from_wasi, to_wasi};
+use super::{PodSocketsView, bind_error, check_address, connect_error, from_wasi, to_wasi};
 use crate::network::{
     BoxFuture, ConnectError, Incoming, PIPE_BUFFER, PodNetwork, PodStream, PortLease,
 };
@@ -146,20 +146,7 @@ impl TcpSocket {
     /// Checks that the guest may use `addr` with this socket: its family, unicast, and not
     /// IPv4-mapped (WASI 0.2 sockets do not mix families).
     fn check_address(&self, addr: SocketAddr) -> Result<(), SocketError> {
-        let family_ok = match (self.family, addr) {
-            (IpAddressFamily::Ipv4, SocketAddr::V4(_)) => true,
-            (IpAddressFamily::Ipv6, SocketAddr::V6(v6)) => v6.ip().to_ipv4_mapped().is_none(),
-            _ => false,
-        };
-        let unicast = match addr {
-            SocketAddr::V4(v4) => !v4.ip().is_multicast() && !v4.ip().is_broadcast(),
-            SocketAddr::V6(v6) => !v6.ip().is_multicast(),
-        };
-        if family_ok && unicast {
-            Ok(())
-        } else {
-            Err(ErrorCode::InvalidArgument.into())
-        }
+        Ok(check_address(self.family, addr)?)
     }
 
     /// Polls a connect in progress; on completion moves to `Connected` or `ConnectFailed`.

@@ -1,5 +1,5 @@
-//! Guest sockets over the pod network: in-memory TCP within a pod, between pods of a node and
-//! from the host, and never a kernel socket.
+//! Guest sockets over the pod network: in-memory TCP and UDP within a pod, between pods of a
+//! node and from the host, and never a kernel socket.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -308,16 +308,249 @@ async fn a_second_bind_of_a_port_in_one_pod_is_address_in_use() {
     drop(second);
 }
 
+/// Starts a tcp-echo UDP server in `pod` on `addr` and waits until it is bound.
+async fn udp_server(
+    pod: &PodNetwork,
+    name: &str,
+    addr: &str,
+    prefix: &str,
+) -> (Container, Arc<MemorySink>) {
+    let (container, sink) = start(Some(pod), name, &[("UDP_BIND", addr), ("PREFIX", prefix)]);
+    let bound = within(
+        30,
+        "tcp-echo bound to its UDP port",
+        sink.wait_for(|line| {
+            line.line.starts_with("udp bound to") || line.stream == LogStream::Stderr
+        }),
+    )
+    .await;
+    assert!(
+        bound.line.starts_with("udp bound to"),
+        "{name}: {:?}",
+        sink.lines()
+    );
+    (container, sink)
+}
+
 #[tokio::test]
-async fn udp_is_not_supported_yet() {
+async fn two_containers_of_a_pod_exchange_datagrams_over_its_loopback() {
     let net = VirtualNetwork::default();
-    let pod = net.attach(ip("10.244.7.7")).unwrap();
-    let (status, _, stderr) = run(Some(&pod), &[("UDP_BIND", "0.0.0.0:53")]).await;
+    let pod = net.attach(ip("10.244.10.7")).unwrap();
+    let (_server, log) = udp_server(&pod, "server", "127.0.0.1:5353", "pong: ").await;
+    assert_eq!(log.text(LogStream::Stdout), ["udp bound to 127.0.0.1:5353"]);
+
+    for connect in ["0", "1"] {
+        let (status, stdout, stderr) = run(
+            Some(&pod),
+            &[
+                ("UDP_SEND", "127.0.0.1:5353"),
+                ("UDP_CONNECT", connect),
+                ("MESSAGE", "ping"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            status,
+            ExitStatus::Exited(0),
+            "connect={connect}: {stderr:?}"
+        );
+        assert_eq!(
+            stdout,
+            ["udp echoed: pong: ping", "udp reply from 127.0.0.1:5353"]
+        );
+    }
+    let peers = log.text(LogStream::Stdout);
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    assert!(
+        peers[1..]
+            .iter()
+            .all(|line| line.starts_with("udp datagram from 127.0.0.1:")),
+        "{peers:?}"
+    );
+    // Bound to the loopback only: the pod's IP does not reach it, from inside or out.
+    let (status, _, stderr) = run(
+        Some(&pod),
+        &[
+            ("UDP_SEND", "10.244.10.7:5353"),
+            ("UDP_CONNECT", "1"),
+            ("UDP_TRIES", "2"),
+        ],
+    )
+    .await;
     assert_eq!(status, ExitStatus::Exited(1));
     assert!(
-        stderr[0].starts_with("tcp-echo: udp bind: Unsupported"),
+        stderr[0].starts_with("tcp-echo: udp receive: ConnectionRefused"),
         "{stderr:?}"
     );
+    assert_eq!(
+        net.deliver_datagram(skiff_runtime::Datagram {
+            from: addr("10.244.10.1:40000"),
+            to: addr("10.244.10.7:5353"),
+            data: "x".into(),
+        }),
+        Err(skiff_runtime::DatagramError::Refused)
+    );
+}
+
+#[tokio::test]
+async fn two_pods_bind_one_udp_port_each_at_its_own_ip_beside_tcp() {
+    let net = VirtualNetwork::default();
+    let a = net.attach(ip("10.244.11.7")).unwrap();
+    let b = net.attach(ip("10.244.11.8")).unwrap();
+    let client = net.attach(ip("10.244.11.9")).unwrap();
+    let (_a, a_log) = udp_server(&a, "a", "0.0.0.0:53", "a: ").await;
+    let (_b, _) = udp_server(&b, "b", "0.0.0.0:53", "b: ").await;
+    // UDP and TCP are separate port spaces: a's TCP 53 is free.
+    let (_a_tcp, _) = server(&a, "a-tcp", &[("PORT", "53"), ("PREFIX", "a-tcp: ")]).await;
+
+    for (target, expected) in [
+        ("10.244.11.7:53", "udp echoed: a: hi"),
+        ("10.244.11.8:53", "udp echoed: b: hi"),
+    ] {
+        let (status, stdout, stderr) =
+            run(Some(&client), &[("UDP_SEND", target), ("MESSAGE", "hi")]).await;
+        assert_eq!(status, ExitStatus::Exited(0), "{target}: {stderr:?}");
+        assert_eq!(
+            stdout,
+            [expected.to_string(), format!("udp reply from {target}")]
+        );
+    }
+    let (status, stdout, stderr) = run(
+        Some(&client),
+        &[("CONNECT", "10.244.11.7:53"), ("MESSAGE", "hi")],
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Exited(0), "{stderr:?}");
+    assert_eq!(stdout, ["echoed: a-tcp: hi"]);
+
+    // The server saw the client come from its pod's IP on an ephemeral port, and a second
+    // UDP bind of the port in the pod is refused.
+    let peer: SocketAddr = a_log.text(LogStream::Stdout)[1]
+        .strip_prefix("udp datagram from ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(peer.ip(), ip("10.244.11.9"));
+    assert!(peer.port() >= 32768, "{peer}");
+    let (status, _, stderr) = run(Some(&a), &[("UDP_BIND", "10.244.11.7:53")]).await;
+    assert_eq!(status, ExitStatus::Exited(1));
+    assert!(
+        stderr[0].starts_with("tcp-echo: udp bind: AddrInUse"),
+        "{stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_datagram_to_a_port_nobody_bound_gets_no_answer() {
+    let net = VirtualNetwork::default();
+    let pod = net.attach(ip("10.244.12.7")).unwrap();
+    let _other = net.attach(ip("10.244.12.8")).unwrap();
+    for target in ["127.0.0.1:53", "10.244.12.8:53"] {
+        // Connected, the client hears the port-unreachable, as from a kernel.
+        let (status, stdout, stderr) = run(
+            Some(&pod),
+            &[
+                ("UDP_SEND", target),
+                ("UDP_CONNECT", "1"),
+                ("UDP_TRIES", "2"),
+            ],
+        )
+        .await;
+        assert_eq!(status, ExitStatus::Exited(1), "{target}");
+        assert!(stdout.is_empty(), "{target}: {stdout:?}");
+        assert!(
+            stderr[0].starts_with("tcp-echo: udp receive: ConnectionRefused"),
+            "{target}: {stderr:?}"
+        );
+        // Unconnected, it only waits in vain.
+        let (status, _, stderr) = run(
+            Some(&pod),
+            &[
+                ("UDP_SEND", target),
+                ("UDP_TRIES", "2"),
+                ("UDP_TIMEOUT_MS", "200"),
+            ],
+        )
+        .await;
+        assert_eq!(status, ExitStatus::Exited(1), "{target}");
+        assert!(
+            stderr[0].starts_with("tcp-echo: udp receive: TimedOut"),
+            "{target}: {stderr:?}"
+        );
+    }
+    // Beyond the node there is no route by default.
+    let (status, _, stderr) = run(Some(&pod), &[("UDP_SEND", "93.184.216.34:53")]).await;
+    assert_eq!(status, ExitStatus::Exited(1));
+    assert!(
+        stderr[0].starts_with("tcp-echo: udp send: HostUnreachable"),
+        "{stderr:?}"
+    );
+    // Larger than a UDP datagram can be.
+    let (status, _, stderr) = run(
+        Some(&pod),
+        &[("UDP_SEND", "127.0.0.1:53"), ("UDP_SEND_BYTES", "65508")],
+    )
+    .await;
+    assert_eq!(status, ExitStatus::Exited(1));
+    assert!(stderr[0].starts_with("tcp-echo: udp send:"), "{stderr:?}");
+    assert!(stderr[0].contains("(Message too large"), "{stderr:?}");
+}
+
+#[tokio::test]
+async fn datagrams_from_the_host_reach_a_guest_and_replies_go_to_the_outside_hook() {
+    /// Keeps what the pod network hands it.
+    #[derive(Default)]
+    struct Capture(
+        std::sync::Mutex<Vec<skiff_runtime::Datagram>>,
+        tokio::sync::Notify,
+    );
+    impl skiff_runtime::Outside for Capture {
+        fn send_datagram(
+            &self,
+            _node: &VirtualNetwork,
+            datagram: skiff_runtime::Datagram,
+        ) -> Result<(), skiff_runtime::DatagramError> {
+            self.0.lock().unwrap().push(datagram);
+            self.1.notify_waiters();
+            Ok(())
+        }
+    }
+    let outside = Arc::new(Capture::default());
+    let net = VirtualNetwork::new(outside.clone());
+    let pod = net.attach(ip("10.244.13.7")).unwrap();
+    let (_server, _) = udp_server(&pod, "server", "0.0.0.0:5353", "echo: ").await;
+
+    // As the fabric or egress would: from a pod on another node, and from a Service's
+    // endpoint whose replies must look as if the Service sent them.
+    let translated = within(10, "two replies", async {
+        let replied = outside.1.notified();
+        tokio::pin!(replied);
+        replied.as_mut().enable();
+        net.deliver_datagram(skiff_runtime::Datagram {
+            from: addr("10.244.99.5:40000"),
+            to: addr("10.244.13.7:5353"),
+            data: "far".into(),
+        })
+        .unwrap();
+        replied.await;
+        let other = net.attach(ip("10.244.13.8")).unwrap();
+        let client = other.bind_udp(addr("0.0.0.0:0")).unwrap();
+        net.translate_replies(
+            addr("10.244.13.7:5353"),
+            SocketAddr::new(ip("10.244.13.8"), client.local_addr().port()),
+            addr("10.96.0.53:53"),
+        );
+        client.send_to("near", addr("10.244.13.7:5353")).unwrap();
+        client.recv().await
+    })
+    .await;
+    assert_eq!(translated.from, addr("10.96.0.53:53"));
+    assert_eq!(translated.data, "echo: near");
+    let sent = outside.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].from, addr("10.244.13.7:5353"));
+    assert_eq!(sent[0].to, addr("10.244.99.5:40000"));
+    assert_eq!(sent[0].data, "echo: far");
 }
 
 #[tokio::test]
@@ -327,6 +560,7 @@ async fn without_a_network_a_guest_has_no_sockets() {
         &[("CONNECT", "127.0.0.1:8080")][..],
         &[("CONNECT", "localhost:8080")][..],
         &[("UDP_BIND", "127.0.0.1:0")][..],
+        &[("UDP_SEND", "127.0.0.1:53")][..],
     ] {
         let (status, stdout, stderr) = run(None, env).await;
         assert_eq!(status, ExitStatus::Exited(1), "{env:?}");
@@ -394,4 +628,26 @@ async fn a_guest_waiting_in_accept_or_read_sleeps_until_woken() {
             .as_deref(),
         Some("awake")
     );
+}
+
+#[tokio::test]
+async fn a_guest_waiting_for_a_datagram_sleeps_until_one_comes() {
+    let _cpu = crate::cpu_heavy().await;
+    let net = VirtualNetwork::default();
+    let pod = net.attach(ip("10.244.14.7")).unwrap();
+    let (server, _) = udp_server(&pod, "server", "0.0.0.0:5353", "").await;
+    let idle = Duration::from_millis(500);
+    // A guest that polled instead of waiting would run the whole time.
+    let busy = Duration::from_millis(100);
+    let before = server.cpu_time();
+    tokio::time::sleep(idle).await;
+    let waiting = server.cpu_time() - before;
+    assert!(waiting < busy, "receive: {waiting:?}");
+
+    let other = net.attach(ip("10.244.14.8")).unwrap();
+    let client = other.bind_udp(addr("0.0.0.0:0")).unwrap();
+    client.send_to("awake", addr("10.244.14.7:5353")).unwrap();
+    let echo = within(10, "echo", client.recv()).await;
+    assert_eq!(echo.from, addr("10.244.14.7:5353"));
+    assert_eq!(echo.data, "awake");
 }
