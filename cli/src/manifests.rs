@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
 use serde_json::Value;
+use skiff_control_plane::apiserver::bounded;
 
 /// One object from a manifest, with where it came from for messages.
 pub struct Manifest {
@@ -53,12 +53,24 @@ pub fn read_all(files: &[String]) -> Result<Vec<Manifest>> {
     Ok(out)
 }
 
+/// What YAML aliases may add to one file beyond twice its length: generous, as anchors
+/// in a user's own manifests are legitimate, but a bound, so a YAML bomb (billion laughs,
+/// thousands of aliases of one large anchor) ends in an error instead of filling memory.
+/// (The API server refuses bodies over 3 MiB anyway.)
+const ALIAS_ALLOWANCE: usize = 1024 * 1024;
+
 /// The objects of one file's text.
 pub fn parse(source: &str, text: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document)
-            .with_context(|| format!("{source}: document {}: not valid YAML or JSON", index + 1))?;
+    let budget = text.len().saturating_mul(2).saturating_add(ALIAS_ALLOWANCE);
+    let documents = bounded::yaml_documents(text, budget).map_err(|(index, error)| {
+        let what = match error {
+            bounded::DecodeError::Syntax(_) => "not valid YAML or JSON: ",
+            _ => "",
+        };
+        anyhow::anyhow!("{source}: document {}: {what}{error}", index + 1)
+    })?;
+    for (index, value) in documents.into_iter().enumerate() {
         match value {
             Value::Null => continue,
             Value::Object(ref map)
@@ -140,5 +152,34 @@ mod tests {
             "app.yaml: document 2: apiVersion is required"
         );
         assert!(parse("x", "a: [").is_err());
+    }
+
+    #[test]
+    fn yaml_bombs_end_in_an_error_naming_the_limit() {
+        let laughs = {
+            let mut text = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+            for i in 1..10 {
+                let refs = vec![format!("*a{}", i - 1); 10].join(",");
+                text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+            }
+            text
+        };
+        let flat = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\nanchor: &a [{}]\ndata: [{}]\n",
+            vec!["x"; 20_000].join(","),
+            vec!["*a"; 20_000].join(",")
+        );
+        let deep = format!("---\napiVersion: v1\n---\nkind: {}", "[".repeat(100_000));
+        for (text, expected) in [
+            (laughs, "limit"),
+            (flat, "more than the limit of"),
+            (
+                deep,
+                "bomb.yaml: document 2: nested deeper than the limit of 100 levels",
+            ),
+        ] {
+            let error = parse("bomb.yaml", &text).err().unwrap().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::certificates::NodeSigner;
+use skiff_control_plane::apiserver::throttle::ClientLimits;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
 use skiff_control_plane::pki::ClusterCa;
@@ -54,6 +55,24 @@ pub struct ServerArgs {
     /// How long a graceful shutdown waits for requests in flight.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     pub shutdown_grace: u64,
+    /// Request bodies larger than this are refused (413); it also bounds what a body may
+    /// decode to once YAML aliases are expanded.
+    #[arg(long, value_name = "BYTES", default_value_t = ApiServerConfig::default().max_body_bytes)]
+    pub max_request_bytes: usize,
+    /// Requests a second each user may make, sustained (0: no limit). Users in the
+    /// system:masters and system:nodes groups (controllers, scheduler, nodes) are exempt
+    /// from every per-user limit.
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().requests_per_second)]
+    pub max_requests_per_second_per_user: f64,
+    /// Requests each user may make at once after being idle.
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().burst)]
+    pub max_request_burst_per_user: u32,
+    /// Requests of each user handled at once, watches not counted (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_in_flight)]
+    pub max_requests_in_flight_per_user: usize,
+    /// Watches each user may hold open at once (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().max_watches)]
+    pub max_watches_per_user: usize,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -153,6 +172,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         node_client_tls: Some(node_client_tls),
         modules_dir: Some(args.data_dir.join("modules")),
         ranges,
+        max_body_bytes: args.max_request_bytes,
+        client_limits: ClientLimits {
+            requests_per_second: args.max_requests_per_second_per_user,
+            burst: args.max_request_burst_per_user,
+            max_in_flight: args.max_requests_in_flight_per_user,
+            max_watches: args.max_watches_per_user,
+            ..ClientLimits::default()
+        },
         ..ApiServerConfig::default()
     };
     let server = ApiServer::new(Arc::new(store), authenticator, config)

@@ -202,6 +202,18 @@ impl ApiError {
         )
     }
 
+    /// A per-client limit was reached: 429, with `retry_after` (whole seconds, rounded
+    /// up, at least 1) in the `Status` and the `Retry-After` header, as Kubernetes does.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message);
+        error.details = Some(Box::new(StatusDetails {
+            retry_after_seconds: Some(seconds.clamp(1, i64::MAX as u64) as i64),
+            ..StatusDetails::default()
+        }));
+        error
+    }
+
     /// The resourceVersion a watch or continue token asked for is no longer kept.
     pub fn expired(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GONE, "Expired", message)
@@ -271,6 +283,11 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.code, Json(self.status())).into_response();
+        if let Some(seconds) = self.details.as_ref().and_then(|d| d.retry_after_seconds) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.code == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 use skiff_api::selector::{FieldSelector, Selector};
 
+use super::bounded;
 use super::error::{ApiError, ApiResult};
 use super::object::{
     self, check_type, decode, encode, meta_mut, meta_str, name_of, parse_revision,
@@ -954,12 +955,23 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<String> {
     Ok(key)
 }
 
+/// Most operations one JSON patch may hold: Kubernetes' limit.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 /// Applies a patch body to `current`, as its content type says.
+///
+/// `limit` (the body limit) bounds what a JSON patch's `copy` operations copy in all
+/// (each copy can double the object: a few kilobytes of them would otherwise build an
+/// object of gigabytes; Kubernetes' `AccumulatedCopySizeLimit` is the same guard) and
+/// the patched object, which is refused if it is larger or deeper than the largest body
+/// could decode to: a series of patches cannot grow an object past what the store and
+/// every reader take back.
 pub fn apply_patch(
     rt: &ResourceType,
     current: &Value,
     body: &[u8],
     format: BodyFormat,
+    limit: usize,
 ) -> ApiResult<Value> {
     let mut patched = current.clone();
     match format {
@@ -971,20 +983,46 @@ pub fn apply_patch(
             json_patch::merge(&mut patched, &patch);
         }
         BodyFormat::JsonPatch => {
-            let patch: json_patch::Patch = serde_json::from_slice(body).map_err(|e| {
+            let patch = super::request::decode_body(body, format)?;
+            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not a valid JSON patch: {e}"))
             })?;
-            json_patch::patch(&mut patched, &patch).map_err(|e| {
-                ApiError::invalid(
-                    rt,
-                    name_of(current),
-                    &[skiff_api::FieldError::invalid(
-                        "patch",
-                        e.to_string(),
-                        "the JSON patch could not be applied",
-                    )],
-                )
-            })?;
+            if patch.0.len() > MAX_JSON_PATCH_OPERATIONS {
+                return Err(ApiError::bad_request(format!(
+                    "the JSON patch has {} operations, more than the limit of {MAX_JSON_PATCH_OPERATIONS}",
+                    patch.0.len()
+                )));
+            }
+            let mut copied = 0usize;
+            for (index, operation) in patch.0.iter().enumerate() {
+                if let json_patch::PatchOperation::Copy(copy) = operation
+                    && let Some(source) = patched.pointer(copy.from.as_str())
+                {
+                    copied += bounded::measure(source, limit - copied).map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "the JSON patch copies more than the limit of {limit} bytes in all (operation {index})"
+                        ))
+                    })?;
+                }
+                // One at a time, to count copies as they happen; `patched` is a copy, so
+                // an operation that fails leaves nothing half-done behind.
+                json_patch::patch_unsafe(&mut patched, std::slice::from_ref(operation)).map_err(
+                    |e| {
+                        ApiError::invalid(
+                            rt,
+                            name_of(current),
+                            &[skiff_api::FieldError::invalid(
+                                "patch",
+                                format!(
+                                    "operation '/{index}' failed at path '{}': {}",
+                                    e.path, e.kind
+                                ),
+                                "the JSON patch could not be applied",
+                            )],
+                        )
+                    },
+                )?;
+            }
         }
         BodyFormat::Json | BodyFormat::Yaml => {
             return Err(ApiError::unsupported_media_type(
@@ -997,6 +1035,8 @@ pub fn apply_patch(
             "the patched object is not a JSON object",
         ));
     }
+    bounded::measure(&patched, bounded::budget_for(limit))
+        .map_err(|e| ApiError::bad_request(format!("the patched object is {e}")))?;
     Ok(patched)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod bounded;
 pub mod certificates;
 mod discovery;
 pub mod error;
@@ -18,6 +19,7 @@ mod object;
 pub mod portforward;
 pub mod registry;
 mod request;
+pub mod throttle;
 mod watch;
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub use self::handlers::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
 #[derive(Clone, Debug)]
 pub struct ApiServerConfig {
     /// Request bodies larger than this are refused with 413. Default 3 MiB, as Kubernetes.
+    /// It also bounds what a body may decode to (see [`bounded`]), what a JSON patch may
+    /// copy, and how large a patch may make an object.
     pub max_body_bytes: usize,
     /// A watch without `timeoutSeconds` ends after this long. Default 30 minutes.
     pub watch_timeout: Duration,
@@ -67,6 +71,8 @@ pub struct ApiServerConfig {
     /// cluster CA, presenting the API server's client certificate. `None`: plain HTTP, for
     /// clusters whose nodes have no certificates (tests, benchmarks in one process).
     pub node_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Per-user request rate, requests in flight and open watches (429 beyond them).
+    pub client_limits: throttle::ClientLimits,
 }
 
 impl Default for ApiServerConfig {
@@ -82,6 +88,7 @@ impl Default for ApiServerConfig {
             ranges: allocator::Ranges::default(),
             node_signer: None,
             node_client_tls: None,
+            client_limits: throttle::ClientLimits::default(),
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct ApiServer {
     pub(crate) config: ApiServerConfig,
     pub(crate) auth: Authenticator,
     pub(crate) metrics: metrics::Metrics,
+    /// What each user has used of `config.client_limits`.
+    pub(crate) throttle: throttle::Throttle,
     /// Set to `true` to end every open watch (graceful shutdown).
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     /// Calls node APIs (logs, port-forward); see [`ApiServerConfig::node_client_tls`].
@@ -129,6 +138,7 @@ impl ApiServer {
             config,
             auth,
             metrics: metrics::Metrics::default(),
+            throttle: throttle::Throttle::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             http,
         });
@@ -156,6 +166,11 @@ impl ApiServer {
             .fallback(
                 |request: Request| async move { ApiError::path_not_found(request.uri().path()) },
             )
+            // Inside authentication: limits are per user.
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                throttle::limit,
+            ))
             .layer(middleware::from_fn_with_state(
                 self.clone(),
                 auth::authenticate,
@@ -331,7 +346,8 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let bytes = read_body(body, server.config.max_body_bytes).await?;
             let updated = server
                 .update_object(rt, ns, name, part, |current| {
-                    let patched = apply_patch(rt, current, &bytes, format)?;
+                    let patched =
+                        apply_patch(rt, current, &bytes, format, server.config.max_body_bytes)?;
                     let precondition = patch_precondition(current, &patched)?;
                     Ok(Desired {
                         object: patched,
@@ -552,7 +568,13 @@ async fn scale(
                 .update_object(rt, ns, name, Part::Main, |current| {
                     let current_scale = to_scale(current);
                     let wanted = if is_patch {
-                        apply_patch(rt, &current_scale, &bytes, format)?
+                        apply_patch(
+                            rt,
+                            &current_scale,
+                            &bytes,
+                            format,
+                            server.config.max_body_bytes,
+                        )?
                     } else {
                         given.clone()
                     };

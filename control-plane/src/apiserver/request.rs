@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bounded::{self, DecodeError};
 use super::error::{ApiError, ApiResult};
 use super::registry::{Registry, ResourceType};
 
@@ -217,18 +218,22 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
 }
 
 /// Decodes a JSON or YAML body into one JSON value (objects only for object bodies).
+///
+/// What the body may decode to is bounded by its own length (see [`bounded`]), so YAML
+/// aliases cannot multiply it; nesting deeper than [`bounded::MAX_DEPTH`] is refused.
 pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    match format {
-        BodyFormat::Yaml | BodyFormat::ApplyPatch => {
-            let value: Value = serde_yaml::from_slice(bytes).map_err(|e| {
-                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-            })?;
-            Ok(value)
+    let budget = bounded::budget_for(bytes.len());
+    let (what, decoded) = match format {
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => ("YAML", bounded::yaml(bytes, budget)),
+        _ => ("JSON", bounded::json(bytes, budget)),
+    };
+    decoded.map_err(|error| match error {
+        DecodeError::Syntax(problem) => {
+            ApiError::bad_request(format!("the request body is not valid {what}: {problem}"))
         }
-        _ => serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
-    }
+        limit => ApiError::bad_request(format!("the request body is {limit}")),
+    })
 }

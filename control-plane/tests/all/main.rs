@@ -12,6 +12,7 @@ mod controllers_leader;
 mod controllers_nodelifecycle;
 mod controllers_replicaset;
 mod controllers_support;
+mod limits;
 mod scheduler;
 mod support;
 mod watch;
