@@ -73,6 +73,31 @@ pub async fn obtain(client: &Client, name: &str) -> Result<Option<NodeIdentity>,
 }
 
 impl NodeIdentity {
+    /// How the fabric is served: this certificate, and only nodes (certificates of the
+    /// cluster CA made for clients) as peers; HTTP/2.
+    pub fn fabric_server_config(&self) -> Result<Arc<rustls::ServerConfig>, CertificateError> {
+        let mut config = (*skiff_client::tls::server_config(
+            &self.cert_pem,
+            &self.key_pem,
+            Some(&self.cluster_ca_pem),
+        )?)
+        .clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// How this node connects to other nodes' fabric: trusting the cluster CA, presenting
+    /// this certificate; HTTP/2.
+    pub fn fabric_client_config(&self) -> Result<Arc<rustls::ClientConfig>, CertificateError> {
+        let mut config = (*skiff_client::tls::client_config(
+            &self.cluster_ca_pem,
+            Some((&self.cert_pem, &self.key_pem)),
+        )?)
+        .clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+
     /// How the node API is served: this certificate, and only the API server as a client.
     pub fn api_server_config(&self) -> Result<Arc<rustls::ServerConfig>, CertificateError> {
         Ok(skiff_client::tls::server_config(

@@ -9,9 +9,11 @@
 //! agent answers `200` for any pod of its own (a datagram to a port nobody bound is dropped
 //! there). One HTTP/2 connection per pair of nodes carries every stream between them.
 //!
-//! A stream must carry the cluster's node token (the shared secret nodes join with) as a
-//! bearer token: the fabric port is no way into pods for anyone else. The security issue
-//! replaces the shared secret with per-node credentials and TLS.
+//! In a cluster whose nodes have certificates ([`crate::certificate`]) the fabric is TLS
+//! both ways: a node presents its certificate, signed by the cluster CA, and takes
+//! connections only from peers presenting one too, so only nodes get in and nobody reads
+//! the traffic between them. Every stream must carry the cluster's node token as well (on
+//! its own the only guard of the plain fabric of in-process test clusters).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -39,14 +41,24 @@ const FROM_HEADER: &str = "skiff-from";
 /// The header that makes a stream a UDP flow (`udp`); without it the stream is TCP.
 const PROTOCOL_HEADER: &str = "skiff-protocol";
 
+/// How long a peer may take over the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection the fabric speaks HTTP/2 over: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
 /// Serves other nodes' streams and UDP flows (kept in `flows`) into this node's pods until
-/// dropped.
+/// dropped; over TLS requiring a node's client certificate when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     network: VirtualNetwork,
     token: Arc<str>,
     flows: Arc<UdpFlows>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -59,7 +71,24 @@ pub async fn serve(
         let network = network.clone();
         let token = token.clone();
         let flows = flows.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let io: Box<dyn Io> = match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %peer, "a fabric handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "a fabric handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => Box::new(tcp),
+            };
             let service = hyper::service::service_fn(move |request| {
                 let network = network.clone();
                 let token = token.clone();
@@ -67,7 +96,7 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(open(request, &network, &token, &flows).await) }
             });
             if let Err(error) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(io), service)
                 .await
             {
                 tracing::debug!(%error, %peer, "fabric connection ended");
@@ -182,6 +211,8 @@ fn error_of(status: StatusCode) -> ConnectError {
 /// Opens streams to pods on other nodes, over one HTTP/2 connection per node.
 pub struct FabricClient {
     token: String,
+    /// TLS towards other nodes, once this node has its certificate.
+    tls: std::sync::RwLock<Option<tokio_rustls::TlsConnector>>,
     connections: tokio::sync::Mutex<HashMap<SocketAddr, SendRequest<Empty<Bytes>>>>,
 }
 
@@ -189,8 +220,16 @@ impl FabricClient {
     pub fn new(token: impl Into<String>) -> FabricClient {
         FabricClient {
             token: token.into(),
+            tls: std::sync::RwLock::new(None),
             connections: Default::default(),
         }
+    }
+
+    /// Speaks TLS to other nodes from now on, with `config` (this node's certificate, the
+    /// cluster CA).
+    pub fn use_tls(&self, config: Arc<rustls::ClientConfig>) {
+        let connector = tokio_rustls::TlsConnector::from(config);
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(connector);
     }
 
     /// A stream from `from` (a pod here) to `to` (a pod on the node whose fabric endpoint
@@ -261,8 +300,24 @@ impl FabricClient {
             ConnectError::Unreachable
         })?;
         let _ = tcp.set_nodelay(true);
+        let connector = self.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let io: Box<dyn Io> = match connector {
+            Some(connector) => {
+                // A node's certificate is valid for its address, which the fabric endpoint is.
+                let name = rustls::pki_types::ServerName::IpAddress(node.ip().into());
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| ConnectError::TimedOut)?
+                    .map_err(|error| {
+                        tracing::warn!(%error, %node, "the TLS handshake with a node's fabric failed");
+                        ConnectError::Unreachable
+                    })?;
+                Box::new(tls)
+            }
+            None => Box::new(tcp),
+        };
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tcp))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|_| ConnectError::Unreachable)?;
         tokio::spawn(async move {
@@ -286,7 +341,7 @@ mod tests {
     async fn fabric_with(network: VirtualNetwork, token: &str, flows: Arc<UdpFlows>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, network, Arc::from(token), flows));
+        tokio::spawn(serve(listener, network, Arc::from(token), flows, None));
         address
     }
 

@@ -215,6 +215,20 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         .map(certificate::NodeIdentity::api_server_config)
         .transpose()
         .map_err(NodeError::Certificate)?;
+    let fabric_tls = match &identity {
+        Some(identity) => {
+            let client = identity
+                .fabric_client_config()
+                .map_err(NodeError::Certificate)?;
+            ctx.outside.fabric().use_tls(client);
+            Some(
+                identity
+                    .fabric_server_config()
+                    .map_err(NodeError::Certificate)?,
+            )
+        }
+        None => None,
+    };
     let router = api::router(ctx.clone());
     let serve_api = async move {
         let served = match (api_tls, listener.into_std()) {
@@ -242,6 +256,7 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         pod_network,
         Arc::from(token.as_str()),
         ctx.outside.udp_flows(),
+        fabric_tls,
     );
     let cluster = watch_cluster(ctx.clone());
     tokio::join!(serve_api, heartbeat, sync, fabric, cluster);

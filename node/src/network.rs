@@ -77,6 +77,11 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
+    /// The client of other nodes' fabric.
+    pub fn fabric(&self) -> &FabricClient {
+        &self.fabric
+    }
+
     pub fn new(fabric: FabricClient, allow_egress: bool) -> NodeNetwork {
         NodeNetwork {
             services: RwLock::new(Arc::new(ServiceTable::default())),

@@ -297,3 +297,41 @@ fn a_node_api_answers_only_the_api_server() {
         },
     );
 }
+
+/// The fabric between nodes is TLS both ways: a caller that is no node (no certificate
+/// from the cluster CA), even one holding the node token, gets no stream.
+#[test]
+fn the_fabric_takes_only_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let mut endpoint = String::new();
+    wait_for(
+        "the node's fabric endpoint",
+        Duration::from_secs(60),
+        || {
+            let node = server.get("/api/v1/nodes")["items"][0].clone();
+            endpoint = node["metadata"]["annotations"]["skiff.dev/fabric-endpoint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            !endpoint.is_empty()
+        },
+    );
+    let node_token = std::fs::read_to_string(server.data_dir.join("node-token")).unwrap();
+    // The fabric speaks HTTP/2 CONNECT; any HTTP request is enough to be turned away before
+    // a stream could open: over TLS without a client certificate, or in plain text.
+    for url in [
+        format!("https://{endpoint}/"),
+        format!("http://{endpoint}/"),
+    ] {
+        let answer = server
+            .client()
+            .get(&url)
+            .bearer_auth(node_token.trim())
+            .send();
+        assert!(
+            answer.is_err(),
+            "{url} answered a caller that is no node: {answer:?}"
+        );
+    }
+}
