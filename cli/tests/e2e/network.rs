@@ -9,19 +9,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{NodeProcess, Server, wait_for};
-
-const PODS: &str = "/api/v1/namespaces/default/pods";
+use crate::support::{NodeProcess, PODS, Server, env, wait_for};
 
 fn echo(name: &str) -> Value {
     json!({ "name": name, "image": format!("file:{}", skiff_samples::TCP_ECHO) })
-}
-
-fn env(pairs: &[(&str, &str)]) -> Value {
-    pairs
-        .iter()
-        .map(|(k, v)| json!({ "name": k, "value": v }))
-        .collect()
 }
 
 /// A client pod on `node` that sends `message` to `address` once.
@@ -32,25 +23,6 @@ fn client(name: &str, node: &str, address: &str, message: &str) -> Value {
         "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
         "spec": { "nodeName": node, "restartPolicy": "Never", "containers": [container] },
     })
-}
-
-fn create(server: &Server, path: &str, body: Value) {
-    let (status, answer) = server.send(Method::POST, path, Some(body));
-    assert_eq!(status, 201, "{answer}");
-}
-
-fn logs(server: &Server, pod: &str, container: Option<&str>) -> String {
-    let query = container
-        .map(|c| format!("?container={c}"))
-        .unwrap_or_default();
-    server
-        .client()
-        .get(format!("{}{PODS}/{pod}/log{query}", server.url))
-        .bearer_auth(&server.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
 }
 
 /// Waits for a client pod to finish and returns what it printed; fails if it failed.
@@ -64,17 +36,7 @@ fn failed(server: &Server, pod: &str) -> String {
 }
 
 fn ended(server: &Server, pod: &str, expected: &str) -> String {
-    let mut last = Value::Null;
-    wait_for(&format!("{pod} to finish"), Duration::from_secs(60), || {
-        last = server.get(&format!("{PODS}/{pod}"));
-        matches!(
-            last["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-    });
-    let output = logs(server, pod, None);
-    assert_eq!(last["status"]["phase"], expected, "{pod}: {output}\n{last}");
-    output
+    server.ended(pod, expected).0
 }
 
 fn pod_ip(server: &Server, pod: &str) -> String {
@@ -85,7 +47,7 @@ fn pod_ip(server: &Server, pod: &str) -> String {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        !ip.is_empty() && logs(server, pod, None).contains("listening on")
+        !ip.is_empty() && server.logs(pod, None).contains("listening on")
     });
     ip
 }
@@ -112,8 +74,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     for (name, prefix) in [("echo-a", "a:"), ("echo-b", "b:")] {
         let mut container = echo("server");
         container["env"] = env(&[("PREFIX", prefix)]);
-        create(
-            &server,
+        server.create(
             PODS,
             json!({
                 "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
@@ -126,13 +87,11 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     assert_ne!(a, b);
 
     // From the same node and from another node, by pod IP.
-    create(
-        &server,
+    server.create(
         PODS,
         client("same-node", "node-1", &format!("{a}:8080"), "near"),
     );
-    create(
-        &server,
+    server.create(
         PODS,
         client("other-node", "node-2", &format!("{b}:8080"), "far"),
     );
@@ -145,24 +104,23 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     server_container["env"] = env(&[("PREFIX", "sibling:")]);
     let mut client_container = echo("client");
     client_container["env"] = env(&[("CONNECT", "127.0.0.1:8080"), ("MESSAGE", "hi")]);
-    create(
-        &server,
-        PODS,
+    server.create(PODS,
         json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "pair" },
             "spec": { "restartPolicy": "OnFailure", "containers": [server_container, client_container] },
         }),
     );
     wait_for("the sibling's echo", Duration::from_secs(60), || {
-        logs(&server, "pair", Some("client")).contains("echoed: sibling:hi")
+        server
+            .logs("pair", Some("client"))
+            .contains("echoed: sibling:hi")
     });
 
     // A Service over three replicas, one per node; each replica answers with its name.
     let mut replica = echo("server");
     replica["env"] = json!([{ "name": "PREFIX", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }]);
     replica["ports"] = json!([{ "name": "echo", "containerPort": 8080 }]);
-    create(
-        &server,
+    server.create(
         "/apis/apps/v1/namespaces/default/deployments",
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "echo" },
@@ -176,9 +134,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
             },
         }),
     );
-    create(
-        &server,
-        "/api/v1/namespaces/default/services",
+    server.create("/api/v1/namespaces/default/services",
         json!({
             "apiVersion": "v1", "kind": "Service", "metadata": { "name": "echo" },
             "spec": { "selector": { "app": "echo" }, "ports": [{ "port": 7000, "targetPort": "echo" }] },
@@ -211,11 +167,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     let mut answered: HashMap<String, usize> = HashMap::new();
     for (i, name) in names.iter().enumerate() {
         let pod = format!("via-service-{i}");
-        create(
-            &server,
-            PODS,
-            client(&pod, "node-0", &format!("{name}:7000"), "x"),
-        );
+        server.create(PODS, client(&pod, "node-0", &format!("{name}:7000"), "x"));
         let output = finished(&server, &pod);
         let line = output
             .lines()
@@ -271,8 +223,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     let mut hosted = echo("server");
     hosted["env"] = env(&[("PREFIX", "hosted:")]);
     hosted["ports"] = json!([{ "containerPort": 8080, "hostPort": host_port }]);
-    create(
-        &server,
+    server.create(
         PODS,
         json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "hosted" },
@@ -361,7 +312,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     // connections there, then every connection must succeed and avoid it.
     for i in 0..6 {
         let pod = format!("after-{i}");
-        create(&server, PODS, client(&pod, "node-0", "echo:7000", "y"));
+        server.create(PODS, client(&pod, "node-0", "echo:7000", "y"));
         let output = finished(&server, &pod);
         assert!(
             !output.contains(&format!("echoed: {gone}")),
@@ -379,8 +330,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
             .to_string();
     let fabric_port = fabric.rsplit(':').next().unwrap().to_string();
     for (pod, port) in [("to-api-server", api_port), ("to-fabric", fabric_port)] {
-        create(
-            &server,
+        server.create(
             PODS,
             client(pod, "node-0", &format!("127.0.0.1:{port}"), "x"),
         );
@@ -400,8 +350,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
         Duration::from_secs(60),
         || server.get("/api/v1/nodes/node-closed")["spec"]["podCIDR"].is_string(),
     );
-    create(
-        &server,
+    server.create(
         PODS,
         client("closed-node", "node-closed", "192.0.2.1:80", "x"),
     );
@@ -411,7 +360,7 @@ fn pods_talk_over_the_pod_network_and_services_balance() {
     // A pod that denies itself egress cannot connect beyond the cluster.
     let mut denied = client("no-egress", "node-0", "192.0.2.1:80", "x");
     denied["metadata"]["annotations"] = json!({ "skiff.dev/deny-egress": "true" });
-    create(&server, PODS, denied);
+    server.create(PODS, denied);
     let output = failed(&server, "no-egress");
     assert!(output.contains("PermissionDenied"), "{output}");
 }
@@ -453,14 +402,11 @@ fn a_frontend_component_calls_its_backend_service_by_name_across_nodes() {
         })
     };
     let pod_name = json!({ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } });
-    create(
-        &server,
+    server.create(
         PODS,
         http_hello("backend-1", "node-1", "backend", json!([pod_name])),
     );
-    create(
-        &server,
-        "/api/v1/namespaces/default/services",
+    server.create("/api/v1/namespaces/default/services",
         json!({
             "apiVersion": "v1", "kind": "Service", "metadata": { "name": "backend" },
             "spec": { "selector": { "app": "backend" }, "ports": [{ "port": 80, "targetPort": "http" }] },
@@ -468,8 +414,7 @@ fn a_frontend_component_calls_its_backend_service_by_name_across_nodes() {
     );
     let upstream =
         json!({ "name": "UPSTREAM", "value": "http://backend.default.svc.cluster.local/api" });
-    create(
-        &server,
+    server.create(
         PODS,
         http_hello(
             "frontend-1",

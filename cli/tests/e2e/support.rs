@@ -121,6 +121,55 @@ impl Server {
     }
 }
 
+/// The pods of namespace `default`.
+pub const PODS: &str = "/api/v1/namespaces/default/pods";
+
+/// A container's `env` from (name, value) pairs.
+pub fn env(pairs: &[(&str, &str)]) -> serde_json::Value {
+    pairs
+        .iter()
+        .map(|(k, v)| serde_json::json!({ "name": k, "value": v }))
+        .collect()
+}
+
+impl Server {
+    /// POSTs `body` to `path`, which must create it.
+    pub fn create(&self, path: &str, body: serde_json::Value) {
+        let (status, answer) = self.send(reqwest::Method::POST, path, Some(body));
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    /// The log of `pod` in namespace `default` (of `container`, if given).
+    pub fn logs(&self, pod: &str, container: Option<&str>) -> String {
+        let query = container
+            .map(|c| format!("?container={c}"))
+            .unwrap_or_default();
+        self.client()
+            .get(format!("{}{PODS}/{pod}/log{query}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// Waits for `pod` (namespace `default`) to end, failing unless it ended in `expected`
+    /// (`Succeeded` or `Failed`); returns its output and the pod.
+    pub fn ended(&self, pod: &str, expected: &str) -> (String, serde_json::Value) {
+        let mut last = serde_json::Value::Null;
+        wait_for(&format!("{pod} to finish"), Duration::from_secs(90), || {
+            last = self.get(&format!("{PODS}/{pod}"));
+            matches!(
+                last["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        });
+        let output = self.logs(pod, None);
+        assert_eq!(last["status"]["phase"], expected, "{pod}: {output}\n{last}");
+        (output, last)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();

@@ -9,19 +9,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{NodeProcess, Server, wait_for};
-
-const PODS: &str = "/api/v1/namespaces/default/pods";
+use crate::support::{NodeProcess, PODS, Server, env, wait_for};
 
 fn echo(name: &str, env: Value) -> Value {
     json!({ "name": name, "image": format!("file:{}", skiff_samples::TCP_ECHO), "env": env })
-}
-
-fn env(pairs: &[(&str, &str)]) -> Value {
-    pairs
-        .iter()
-        .map(|(k, v)| json!({ "name": k, "value": v }))
-        .collect()
 }
 
 /// A pod on `node` that runs one tcp-echo container with `pairs` as its environment, once.
@@ -33,41 +24,6 @@ fn once(name: &str, node: &str, pairs: &[(&str, &str)]) -> Value {
             "containers": [echo("client", env(pairs))],
         },
     })
-}
-
-fn create(server: &Server, path: &str, body: Value) {
-    let (status, answer) = server.send(Method::POST, path, Some(body));
-    assert_eq!(status, 201, "{answer}");
-}
-
-fn logs(server: &Server, pod: &str, container: Option<&str>) -> String {
-    let query = container
-        .map(|c| format!("?container={c}"))
-        .unwrap_or_default();
-    server
-        .client()
-        .get(format!("{}{PODS}/{pod}/log{query}", server.url))
-        .bearer_auth(&server.token)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
-/// Waits for a pod to end in `expected` (`Succeeded` or `Failed`); returns its output and the
-/// pod.
-fn ended(server: &Server, pod: &str, expected: &str) -> (String, Value) {
-    let mut last = Value::Null;
-    wait_for(&format!("{pod} to finish"), Duration::from_secs(90), || {
-        last = server.get(&format!("{PODS}/{pod}"));
-        matches!(
-            last["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-    });
-    let output = logs(server, pod, None);
-    assert_eq!(last["status"]["phase"], expected, "{pod}: {output}\n{last}");
-    (output, last)
 }
 
 /// The line of `output` after `prefix`.
@@ -98,9 +54,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
 
     // A UDP echo server on node-1 and, for the Service, three replicas (one per node), each
     // with a UDP and a TCP echo container on the same port 5353 of one pod.
-    create(
-        &server,
-        PODS,
+    server.create(PODS,
         json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "udp-a" },
             "spec": {
@@ -121,8 +75,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
         json!([pod_name, { "name": "PORT", "value": "5353" }]),
     );
     tcp["ports"] = json!([{ "name": "dns-tcp", "containerPort": 5353, "protocol": "TCP" }]);
-    create(
-        &server,
+    server.create(
         "/apis/apps/v1/namespaces/default/deployments",
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "dns" },
@@ -157,11 +110,10 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        !server_ip.is_empty() && logs(&server, "udp-a", None).contains("udp bound to")
+        !server_ip.is_empty() && server.logs("udp-a", None).contains("udp bound to")
     });
     let target = format!("{server_ip}:5353");
-    create(
-        &server,
+    server.create(
         PODS,
         once(
             "udp-far",
@@ -169,11 +121,11 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
             &[("UDP_SEND", &target), ("MESSAGE", "far")],
         ),
     );
-    let (output, far) = ended(&server, "udp-far", "Succeeded");
+    let (output, far) = server.ended("udp-far", "Succeeded");
     assert_eq!(line_after(&output, "udp echoed: "), "a:far", "{output}");
     assert_eq!(line_after(&output, "udp reply from "), target, "{output}");
     let far_ip = far["status"]["podIP"].as_str().unwrap();
-    let seen = logs(&server, "udp-a", None);
+    let seen = server.logs("udp-a", None);
     assert!(
         seen.contains(&format!("udp datagram from {far_ip}:")),
         "the server saw the client's pod IP: {seen}"
@@ -222,8 +174,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
         (cluster_ip.as_str(), "1"),
     ];
     for (i, (host, connect)) in targets.iter().enumerate() {
-        create(
-            &server,
+        server.create(
             PODS,
             once(
                 &format!("via-service-{i}"),
@@ -238,7 +189,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
     }
     let mut answered: HashMap<String, usize> = HashMap::new();
     for (i, (host, _)) in targets.iter().enumerate() {
-        let (output, _) = ended(&server, &format!("via-service-{i}"), "Succeeded");
+        let (output, _) = server.ended(&format!("via-service-{i}"), "Succeeded");
         assert_eq!(
             line_after(&output, "udp reply from "),
             format!("{cluster_ip}:53"),
@@ -254,8 +205,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
     assert_eq!(answered.len(), 3, "every replica answered: {answered:?}");
 
     // TCP to the same port number of the Service reaches the TCP container.
-    create(
-        &server,
+    server.create(
         PODS,
         once(
             "via-service-tcp",
@@ -263,7 +213,7 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
             &[("CONNECT", "dns:53"), ("MESSAGE", "/t")],
         ),
     );
-    let (output, _) = ended(&server, "via-service-tcp", "Succeeded");
+    let (output, _) = server.ended("via-service-tcp", "Succeeded");
     let replica = line_after(&output, "echoed: ").strip_suffix("/t").unwrap();
     assert!(answered.contains_key(replica), "{output}");
 
@@ -274,8 +224,8 @@ fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
         &[("UDP_SEND", "192.0.2.1:53"), ("UDP_TRIES", "1")],
     );
     denied["metadata"]["annotations"] = json!({ "skiff.dev/deny-egress": "true" });
-    create(&server, PODS, denied);
-    let (output, _) = ended(&server, "udp-no-egress", "Failed");
+    server.create(PODS, denied);
+    let (output, _) = server.ended("udp-no-egress", "Failed");
     assert!(
         output.contains("tcp-echo: udp send: PermissionDenied"),
         "{output}"
