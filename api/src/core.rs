@@ -3711,6 +3711,11 @@ impl Object for Secret {
             "kubernetes.io/dockerconfigjson" => require(".dockerconfigjson"),
             "kubernetes.io/dockercfg" => require(".dockercfg"),
             "kubernetes.io/ssh-auth" => require("ssh-privatekey"),
+            // skiff's API tokens: the SHA-256 of the token and the identity it proves.
+            "skiff.dev/token" => {
+                require("tokenHash");
+                require("user");
+            }
             "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
                 require("username");
                 require("password");

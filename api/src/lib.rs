@@ -12,6 +12,7 @@ pub mod coordination;
 pub mod core;
 pub mod meta;
 pub mod quantity;
+pub mod rbac;
 pub mod resource;
 pub mod selector;
 pub mod validation;

@@ -601,6 +601,21 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) 
     errors
 }
 
+/// Kubernetes' `IsValidPathSegmentName`: a name that can be one segment of a URL path.
+/// With `prefix` (a `generateName`), `.` and `..` are fine: a suffix follows.
+pub fn is_path_segment_name(name: &str, prefix: bool) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !prefix && (name == "." || name == "..") {
+        errors.push(format!("may not be '{name}'"));
+    }
+    for bad in ["/", "%"] {
+        if name.contains(bad) {
+            errors.push(format!("may not contain '{bad}'"));
+        }
+    }
+    errors
+}
+
 /// Which names a kind's objects may have.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NameRule {
@@ -611,6 +626,9 @@ pub enum NameRule {
     Dns1123Label,
     /// A DNS-1123 label that starts with a letter. Services.
     Dns1035Label,
+    /// Anything that is one URL path segment: not `.` or `..`, no `/` or `%`. RBAC
+    /// kinds, whose built-in names hold colons (`system:node`), as in Kubernetes.
+    PathSegment,
 }
 
 impl NameRule {
@@ -629,6 +647,7 @@ impl NameRule {
             NameRule::Dns1123Subdomain => is_dns1123_subdomain(name),
             NameRule::Dns1123Label => is_dns1123_label(name),
             NameRule::Dns1035Label => is_dns1035_label(name),
+            NameRule::PathSegment => is_path_segment_name(name, prefix),
         }
     }
 }

@@ -134,7 +134,8 @@ async fn start_server(node_cidr_mask_size: u8) -> Result<BenchServer> {
     let mut auth = Authenticator::default();
     let user = User {
         name: "bench".into(),
-        groups: vec![],
+        // An administrator: the benches' clients, controllers and nodes all use this token.
+        groups: vec!["system:masters".into()],
     };
     auth.add_token(TOKEN, user);
     let config = ApiServerConfig {

@@ -101,7 +101,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Forward local ports to a pod's (or a Service's) ports in the pod network.
     PortForward(portforward::PortForwardArgs),
-    /// Create an object from flags: `skiff create job NAME --image IMAGE`.
+    /// Create an object from flags: `skiff create job NAME --image IMAGE`, or an API
+    /// token: `skiff create token --role viewer --namespace NS`.
     Create(create::CreateArgs),
     /// Delete objects by kind and name, or those of manifests.
     Delete(get::DeleteArgs),

@@ -17,7 +17,7 @@ use super::ApiServer;
 use super::error::ApiError;
 
 /// Paths anyone may call.
-const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/livez", "/version"];
+pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/livez", "/version"];
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,25 +40,29 @@ impl Authenticator {
 
     /// Accepts a token known only by its hex SHA-256 hash (as stored on disk).
     pub fn add_token_hash(&mut self, hex_hash: &str, user: User) -> Result<(), String> {
-        let bytes = (0..hex_hash.len())
-            .step_by(2)
-            .map(|i| {
-                hex_hash
-                    .get(i..i + 2)
-                    .and_then(|b| u8::from_str_radix(b, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| "token hash is not hex".to_string())?;
-        let hash: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "token hash is not 32 bytes".to_string())?;
-        self.tokens.insert(hash, user);
+        self.tokens.insert(parse_hash(hex_hash)?, user);
         Ok(())
     }
 
     pub fn authenticate(&self, token: &str) -> Option<&User> {
         self.tokens.get(&hash(token))
     }
+}
+
+/// A hex SHA-256, as [`token_hash_hex`] writes it, back to bytes.
+pub fn parse_hash(hex_hash: &str) -> Result<[u8; 32], String> {
+    let bytes = (0..hex_hash.len())
+        .step_by(2)
+        .map(|i| {
+            hex_hash
+                .get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| "token hash is not hex".to_string())?;
+    bytes
+        .try_into()
+        .map_err(|_| "token hash is not 32 bytes".to_string())
 }
 
 /// The hex SHA-256 of a token, as stored.
@@ -99,9 +103,19 @@ pub async fn authenticate(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match token.and_then(|t| server.auth.authenticate(t)) {
+    // The tokens given at start first, then those made at runtime (`skiff create
+    // token`), which live hashed in Secrets and reach us through the access index.
+    let user = token.and_then(|t| {
+        let hashed = hash(t);
+        server
+            .auth
+            .tokens
+            .get(&hashed)
+            .cloned()
+            .or_else(|| server.access.snapshot().token_user(&hashed).cloned())
+    });
+    match user {
         Some(user) => {
-            let user = user.clone();
             request.extensions_mut().insert(user);
             next.run(request).await
         }

@@ -2,11 +2,13 @@
 //!
 //! Paths, verbs, list and watch shapes, `Status` errors and resourceVersion
 //! concurrency follow Kubernetes, so kubectl and the client libraries work unchanged.
-//! One middleware layer authenticates every request (see [`auth`]); handlers work on
+//! One middleware layer authenticates every request (see [`auth`]), another authorizes
+//! it against the RBAC objects (see [`authz`], [`rbac`]); handlers work on
 //! JSON values and route each write through the kind's typed defaults and validation.
 
 pub mod allocator;
 pub mod auth;
+pub mod authz;
 pub mod bounded;
 pub mod certificates;
 mod discovery;
@@ -17,6 +19,7 @@ mod metrics;
 pub mod modules;
 mod object;
 pub mod portforward;
+pub mod rbac;
 pub mod registry;
 mod request;
 pub mod throttle;
@@ -120,6 +123,10 @@ pub struct ApiServer {
     pub(crate) throttle: throttle::Throttle,
     /// Set to `true` to end every open watch (graceful shutdown).
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    /// Who may do what, and the tokens made at runtime (see [`rbac`]).
+    pub(crate) access: Arc<rbac::AccessIndex>,
+    /// Keeps `access` current from the store's watch while the server lives.
+    _access_follower: rbac::Follower,
     /// Calls node APIs (logs, port-forward); see [`ApiServerConfig::node_client_tls`].
     pub(crate) http: reqwest::Client,
 }
@@ -132,6 +139,8 @@ impl ApiServer {
         config: ApiServerConfig,
     ) -> ApiResult<Arc<ApiServer>> {
         let http = node_http_client(config.node_client_tls.as_ref())?;
+        let access = Arc::new(rbac::AccessIndex::default());
+        let access_follower = rbac::Follower::spawn(access.clone(), store.clone());
         let server = Arc::new(ApiServer {
             store,
             registry: Registry::builtin(),
@@ -141,8 +150,11 @@ impl ApiServer {
             throttle: throttle::Throttle::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             http,
+            access,
+            _access_follower: access_follower,
         });
         server.bootstrap().await?;
+        server.bootstrap_access().await?;
         Ok(server)
     }
 
@@ -166,6 +178,11 @@ impl ApiServer {
             .fallback(
                 |request: Request| async move { ApiError::path_not_found(request.uri().path()) },
             )
+            // Innermost, as in Kubernetes: after authentication and the per-user limits.
+            .layer(middleware::from_fn_with_state(
+                self.clone(),
+                authz::authorize,
+            ))
             // Inside authentication: limits are per user.
             .layer(middleware::from_fn_with_state(
                 self.clone(),

@@ -174,7 +174,7 @@ pub struct Registry {
 impl Registry {
     /// The built-in kinds of DESIGN.md.
     pub fn builtin() -> Self {
-        use skiff_api::{apps, batch, coordination, core};
+        use skiff_api::{apps, batch, coordination, core, rbac};
         let types = vec![
             ResourceType::of::<core::Namespace>(&["ns"], true).fields(&[(
                 "status.phase",
@@ -209,6 +209,10 @@ impl Registry {
             ResourceType::of::<apps::ReplicaSet>(&["rs"], true).scalable(),
             ResourceType::of::<apps::Deployment>(&["deploy"], true).scalable(),
             ResourceType::of::<batch::Job>(&[], true),
+            ResourceType::of::<rbac::Role>(&[], false),
+            ResourceType::of::<rbac::ClusterRole>(&[], false),
+            ResourceType::of::<rbac::RoleBinding>(&[], false),
+            ResourceType::of::<rbac::ClusterRoleBinding>(&[], false),
         ];
         Registry { types }
     }

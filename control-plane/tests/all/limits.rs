@@ -66,6 +66,32 @@ async fn send(
     (status, headers, value)
 }
 
+/// Sends one request on this runtime (work the server spawns for it lives on), with a
+/// deadline: for the per-client limits, where nothing spins.
+async fn call(
+    router: &Router,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, header::HeaderMap, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .expect("request");
+    let response = tokio::time::timeout(DEADLINE, router.clone().oneshot(request))
+        .await
+        .expect("no answer: likely deadlocked")
+        .expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, value)
+}
+
 /// Asserts a 4xx `Status` whose message contains `says`.
 fn assert_refused(what: &str, status: StatusCode, body: &Value, says: &str) {
     assert!(
@@ -373,6 +399,20 @@ async fn limited_server(limits: ClientLimits) -> (Arc<ApiServer>, Router, tempfi
         .await
         .expect("server");
     let router = server.router();
+    let binding = json!({
+        "metadata": { "name": "alice-views" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+        "subjects": [{ "kind": "User", "name": "alice" }],
+    });
+    let (status, _, answer) = call(
+        &router,
+        "admin-token",
+        Method::POST,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        serde_json::to_vec(&binding).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     (server, router, dir)
 }
 

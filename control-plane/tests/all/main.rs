@@ -2,6 +2,7 @@
 
 mod allocation;
 mod api;
+mod authz;
 mod bad_input;
 mod certificates;
 mod controllers_deployment;

@@ -34,7 +34,7 @@ impl TestServer {
             TOKEN,
             User {
                 name: "admin".into(),
-                groups: vec![],
+                groups: vec!["system:masters".into()],
             },
         );
         let server = ApiServer::new(Arc::new(store), auth, config)

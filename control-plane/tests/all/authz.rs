@@ -1,0 +1,956 @@
+//! The authorization matrix: every verb on every kind, for every kind of caller.
+//!
+//! Callers: no token and a bad token (401 everywhere), a viewer made as `skiff create
+//! token --role viewer --namespace team` makes one (a `skiff.dev/token` Secret and a
+//! RoleBinding to `view`), the admin (`system:masters`), and the node `node-1` on its
+//! own objects and on `node-2`'s. Each caller runs on a fresh server, so the writes it
+//! is allowed cannot change what a later row sees.
+//!
+//! "Allowed" means authorization let the request through: the handler's own answer
+//! (200, 201, 404, 409, 422, even a handler's 403 for a protected namespace) is not
+//! what is tested here. "Denied" means 403 from the authorizer, whose message says who
+//! cannot do what.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use skiff_control_plane::apiserver::auth::{Authenticator, User, token_hash_hex};
+use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
+use skiff_control_plane::store::sled::SledStore;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token";
+const NODE_1: &str = "node-1-token";
+const NODE_2: &str = "node-2-token";
+const SHARED_NODE: &str = "shared-node-token";
+const VIEWER: &str = "viewer-token-made-at-runtime";
+const VIEWER_USER: &str = "viewer-team";
+const NS: &str = "team";
+
+/// The verbs, in the order of a row's columns. Deletes come last so that a caller's
+/// allowed deletes run after everything that needs the objects.
+const VERBS: [&str; 8] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
+
+/// One kind (or subresource) and what each caller may do with it, one letter per verb of
+/// [`VERBS`]: `y` allowed, `n` denied (403), `.` not a verb of this resource.
+struct Row {
+    resource: &'static str,
+    viewer: &'static str,
+    /// node-1 on its own object: its Node, its Lease, a pod bound to it.
+    node_own: &'static str,
+    /// node-1 on node-2's.
+    node_other: &'static str,
+}
+
+const fn row(
+    resource: &'static str,
+    viewer: &'static str,
+    node_own: &'static str,
+    node_other: &'static str,
+) -> Row {
+    Row {
+        resource,
+        viewer,
+        node_own,
+        node_other,
+    }
+}
+
+/// The matrix. The admin may do everything; no token or a bad one, nothing (401).
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //   resource                 viewer (in team)  node-1, own   node-1, node-2's
+    //                            glwcupdD          glwcupdD      glwcupdD
+    row("pods",                  "yyynnnnn",       "yyynnnyn",   "yyynnnnn"),
+    row("pods/status",           "y...nn..",       "n...yy..",   "n...nn.."),
+    row("pods/log",              "y.......",       "n.......",   "n......."),
+    row("pods/binding",          "...n....",       "...n....",   "...n...."),
+    row("services",              "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
+    row("endpoints",             "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
+    row("configmaps",            "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
+    row("secrets",               "nnnnnnnn",       "yyynnnnn",   "yyynnnnn"),
+    row("nodes",                 "nnnnnnnn",       "yyyyyynn",   "yyynnnnn"),
+    row("nodes/status",          "n...nn..",       "n...yy..",   "n...nn.."),
+    row("leases",                "nnnnnnnn",       "yyyyyynn",   "yyynnnnn"),
+    row("events",                "yyynnnnn",       "nnnynynn",   "nnnynynn"),
+    row("deployments",           "yyynnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("replicasets",           "yyynnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("jobs",                  "yyynnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("roles",                 "nnnnnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("rolebindings",          "nnnnnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("clusterroles",          "nnnnnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("clusterrolebindings",   "nnnnnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    // A viewer bound in `team` may read namespace `team` itself, nothing else of them.
+    row("namespaces",            "ynnnnnnn",       "yyynnnnn",   "yyynnnnn"),
+];
+
+/// Paths that are not resources: `(path, viewer, node)`, `y` or `n` for a GET.
+#[rustfmt::skip]
+const NON_RESOURCE: &[(&str, char, char)] = &[
+    ("/api",                     'y', 'y'),
+    ("/api/v1",                  'y', 'y'),
+    ("/apis",                    'y', 'y'),
+    ("/apis/apps/v1",            'y', 'y'),
+    ("/apis/rbac.authorization.k8s.io/v1", 'y', 'y'),
+    ("/version",                 'y', 'y'),
+    ("/metrics",                 'n', 'n'),
+    ("/skiff/v1/modules/hello",  'n', 'y'),
+];
+
+/// Whose object a request is about.
+#[derive(Clone, Copy, PartialEq)]
+enum Whose {
+    Node1,
+    Node2,
+}
+
+impl Whose {
+    fn node(self) -> &'static str {
+        match self {
+            Whose::Node1 => "node-1",
+            Whose::Node2 => "node-2",
+        }
+    }
+}
+
+/// Where a resource lives and what to send it.
+struct Target {
+    /// The collection path.
+    collection: String,
+    /// The object's name (the pod bound to the node, the node, its lease, ...).
+    name: String,
+    /// A subresource, if the row is one.
+    subresource: Option<String>,
+    /// A body for create and update.
+    object: Value,
+}
+
+fn api_path(group: &str, namespace: Option<&str>, plural: &str) -> String {
+    let base = if group.is_empty() {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{group}/v1")
+    };
+    match namespace {
+        Some(ns) => format!("{base}/namespaces/{ns}/{plural}"),
+        None => format!("{base}/{plural}"),
+    }
+}
+
+/// The request target of `resource` for a caller working in `namespace` on `whose`'s
+/// object. Leases of nodes live in kube-node-lease; the viewer's in its namespace.
+fn target(resource: &str, namespace: &str, whose: Whose, lease_namespace: &str) -> Target {
+    let (plural, subresource) = match resource.split_once('/') {
+        Some((plural, sub)) => (plural, Some(sub)),
+        None => (resource, None),
+    };
+    let node = whose.node();
+    let (group, ns, name) = match plural {
+        "pods" => ("", Some(namespace), format!("pod-on-{node}")),
+        "nodes" => ("", None, node.to_string()),
+        "namespaces" => ("", None, namespace.to_string()),
+        "leases" => (
+            "coordination.k8s.io",
+            Some(lease_namespace),
+            node.to_string(),
+        ),
+        "deployments" | "replicasets" => ("apps", Some(namespace), "x".to_string()),
+        "jobs" => ("batch", Some(namespace), "x".to_string()),
+        "roles" | "rolebindings" => ("rbac.authorization.k8s.io", Some(namespace), "x".into()),
+        "clusterroles" | "clusterrolebindings" => ("rbac.authorization.k8s.io", None, "x".into()),
+        _ => ("", Some(namespace), "x".to_string()),
+    };
+    Target {
+        collection: api_path(group, ns, plural),
+        object: manifest(plural, ns, &name, node),
+        name,
+        subresource: subresource.map(String::from),
+    }
+}
+
+/// A valid object of each kind.
+fn manifest(plural: &str, namespace: Option<&str>, name: &str, node: &str) -> Value {
+    let mut object = match plural {
+        "pods" => json!({ "apiVersion": "v1", "kind": "Pod",
+            "spec": { "nodeName": node, "containers": [{ "name": "main", "image": "hello.wasm" }] } }),
+        "services" => json!({ "apiVersion": "v1", "kind": "Service",
+            "spec": { "selector": { "app": "x" }, "ports": [{ "port": 80 }] } }),
+        "endpoints" => json!({ "apiVersion": "v1", "kind": "Endpoints", "subsets": [] }),
+        "configmaps" => json!({ "apiVersion": "v1", "kind": "ConfigMap", "data": { "a": "b" } }),
+        "secrets" => json!({ "apiVersion": "v1", "kind": "Secret", "stringData": { "a": "b" } }),
+        "nodes" => json!({ "apiVersion": "v1", "kind": "Node" }),
+        "namespaces" => json!({ "apiVersion": "v1", "kind": "Namespace" }),
+        "leases" => json!({ "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "spec": { "holderIdentity": name, "leaseDurationSeconds": 40 } }),
+        "events" => json!({ "apiVersion": "v1", "kind": "Event", "reason": "Test", "message": "m",
+            "involvedObject": { "kind": "Pod", "name": "x", "namespace": namespace } }),
+        "deployments" | "replicasets" => {
+            let kind = if plural == "deployments" {
+                "Deployment"
+            } else {
+                "ReplicaSet"
+            };
+            json!({ "apiVersion": "apps/v1", "kind": kind, "spec": {
+                "replicas": 0,
+                "selector": { "matchLabels": { "app": name } },
+                "template": { "metadata": { "labels": { "app": name } },
+                    "spec": { "containers": [{ "name": "main", "image": "hello.wasm" }] } } } })
+        }
+        "jobs" => {
+            json!({ "apiVersion": "batch/v1", "kind": "Job", "spec": { "template": { "spec": {
+            "restartPolicy": "Never", "containers": [{ "name": "main", "image": "hello.wasm" }] } } } })
+        }
+        "roles" | "clusterroles" => {
+            let kind = if plural == "roles" {
+                "Role"
+            } else {
+                "ClusterRole"
+            };
+            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": ["get"] }] })
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let kind = if plural == "rolebindings" {
+                "RoleBinding"
+            } else {
+                "ClusterRoleBinding"
+            };
+            json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+                "subjects": [{ "kind": "User", "name": "nobody" }] })
+        }
+        other => panic!("no manifest for {other}"),
+    };
+    object["metadata"] = json!({ "name": name });
+    if let Some(ns) = namespace {
+        object["metadata"]["namespace"] = json!(ns);
+    }
+    object
+}
+
+/// One request and its answer.
+async fn send(
+    router: &Router,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .header("content-type", content_type)
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(30), router.clone().oneshot(request))
+        .await
+        .expect("no answer in 30 s: likely deadlocked")
+        .expect("infallible");
+    let status = response.status();
+    if path.contains("watch=true") && status == StatusCode::OK {
+        // A watch streams until its timeout: its status is the answer here.
+        return (status, Value::Null);
+    }
+    let bytes = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        .await
+        .expect("no body in 30 s: likely deadlocked")
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The request for `verb` on `target`: method, path, content type, body.
+fn request_for(verb: &str, t: &Target) -> (Method, String, &'static str, Option<Value>) {
+    let object = format!("{}/{}", t.collection, t.name);
+    let sub = |path: &str| match &t.subresource {
+        Some(sub) => format!("{path}/{sub}"),
+        None => path.to_string(),
+    };
+    let json = "application/json";
+    let merge = "application/merge-patch+json";
+    let patch = match t.subresource.as_deref() {
+        Some("status") => json!({ "status": { "phase": "Running" } }),
+        _ => json!({ "metadata": { "labels": { "touched": "yes" } } }),
+    };
+    match verb {
+        "get" => (Method::GET, sub(&object), json, None),
+        "list" => (Method::GET, t.collection.clone(), json, None),
+        "watch" => (
+            Method::GET,
+            format!("{}?watch=true&timeoutSeconds=1", t.collection),
+            json,
+            None,
+        ),
+        "create" if t.subresource.as_deref() == Some("binding") => (
+            Method::POST,
+            sub(&object),
+            json,
+            Some(
+                json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": t.name },
+                "target": { "kind": "Node", "name": "node-1" } }),
+            ),
+        ),
+        "create" => (
+            Method::POST,
+            t.collection.clone(),
+            json,
+            Some(t.object.clone()),
+        ),
+        "update" => (Method::PUT, sub(&object), json, Some(t.object.clone())),
+        "patch" => (Method::PATCH, sub(&object), merge, Some(patch)),
+        "delete" => (Method::DELETE, object, json, None),
+        "deletecollection" => (Method::DELETE, t.collection.clone(), json, None),
+        other => panic!("unknown verb {other}"),
+    }
+}
+
+/// A fresh server with the tokens and objects the matrix needs.
+struct Cluster {
+    router: Router,
+    _server: Arc<ApiServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SledStore::open(dir.path()).expect("open store");
+        let mut auth = Authenticator::default();
+        let user = |name: &str, group: &str| User {
+            name: name.into(),
+            groups: vec![group.into()],
+        };
+        auth.add_token(ADMIN, user("admin", "system:masters"));
+        auth.add_token(NODE_1, user("system:node:node-1", "system:nodes"));
+        auth.add_token(NODE_2, user("system:node:node-2", "system:nodes"));
+        auth.add_token(SHARED_NODE, user("system:node", "system:nodes"));
+        let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
+            .await
+            .expect("server");
+        let cluster = Cluster {
+            router: server.router(),
+            _server: server,
+            _dir: dir,
+        };
+        cluster.fixtures().await;
+        cluster
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let content_type = if method == Method::PATCH {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let body = Some(&body).filter(|b| !b.is_null());
+        send(&self.router, Some(ADMIN), method, path, content_type, body).await
+    }
+
+    async fn create(&self, path: &str, body: Value) {
+        let (status, answer) = self.admin(Method::POST, path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "create {path}: {answer}");
+    }
+
+    /// Namespaces `team` and `other`; in each, one object of every namespaced kind (pods
+    /// bound to node-1 and node-2, leases named after both nodes); both nodes and their
+    /// kube-node-lease Leases; an RBAC object of each kind; and the viewer's token.
+    async fn fixtures(&self) {
+        for ns in [NS, "other"] {
+            self.create("/api/v1/namespaces", json!({ "metadata": { "name": ns } }))
+                .await;
+        }
+        for ns in [NS, "other"] {
+            for row in MATRIX {
+                if row.resource.contains('/')
+                    || matches!(
+                        row.resource,
+                        "nodes" | "namespaces" | "clusterroles" | "clusterrolebindings"
+                    )
+                {
+                    continue;
+                }
+                for whose in [Whose::Node1, Whose::Node2] {
+                    let t = target(row.resource, ns, whose, ns);
+                    if whose == Whose::Node2 && t.name == "x" {
+                        continue;
+                    }
+                    self.create(&t.collection, t.object).await;
+                }
+            }
+        }
+        for whose in [Whose::Node1, Whose::Node2] {
+            for resource in ["nodes", "leases"] {
+                let t = target(resource, NS, whose, "kube-node-lease");
+                self.create(&t.collection, t.object).await;
+            }
+        }
+        for resource in ["clusterroles", "clusterrolebindings"] {
+            let t = target(resource, NS, Whose::Node1, NS);
+            self.create(&t.collection, t.object).await;
+        }
+        make_viewer_token(self, NS).await;
+    }
+}
+
+/// What `skiff create token --role viewer --namespace NS --name viewer-team` does: the
+/// token's hash in a `skiff.dev/token` Secret in kube-system, and a RoleBinding of the
+/// user to ClusterRole `view` in NS.
+async fn make_viewer_token(cluster: &Cluster, namespace: &str) {
+    cluster
+        .create(
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({
+                "metadata": { "name": format!("skiff-token-{VIEWER_USER}") },
+                "type": "skiff.dev/token",
+                "stringData": { "tokenHash": token_hash_hex(VIEWER), "user": VIEWER_USER },
+            }),
+        )
+        .await;
+    cluster
+        .create(
+            &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"),
+            json!({
+                "metadata": { "name": format!("skiff-token-{VIEWER_USER}") },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+                "subjects": [{ "kind": "User", "name": VIEWER_USER }],
+            }),
+        )
+        .await;
+}
+
+/// Whether an answer is the authorizer's 403 (not a handler's: a protected namespace
+/// is refused with 403 too).
+fn denied_by_authorizer(status: StatusCode, answer: &Value) -> bool {
+    status == StatusCode::FORBIDDEN
+        && answer["reason"] == "Forbidden"
+        && answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(" cannot "))
+}
+
+/// Runs every row for one caller and returns what went otherwise than expected.
+async fn run_matrix(
+    cluster: &Cluster,
+    token: &str,
+    expected_of: impl Fn(&Row) -> &'static str,
+    namespace: &str,
+    whose: Whose,
+    lease_namespace: &str,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (column, verb) in VERBS.iter().enumerate() {
+        for row in MATRIX {
+            let expected = expected_of(row).as_bytes()[column];
+            if expected == b'.' {
+                continue;
+            }
+            let t = target(row.resource, namespace, whose, lease_namespace);
+            let (method, path, content_type, body) = request_for(verb, &t);
+            let (status, answer) = send(
+                &cluster.router,
+                Some(token),
+                method.clone(),
+                &path,
+                content_type,
+                body.as_ref(),
+            )
+            .await;
+            let denied = denied_by_authorizer(status, &answer);
+            let ok = match expected {
+                b'y' => !denied && status != StatusCode::UNAUTHORIZED,
+                _ => denied,
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{verb} {} ({method} {path}): expected {}, got {status} {}",
+                    row.resource,
+                    if expected == b'y' { "allowed" } else { "403" },
+                    answer["message"]
+                ));
+            }
+        }
+    }
+    wrong
+}
+
+fn assert_none(who: &str, wrong: Vec<String>) {
+    assert!(
+        wrong.is_empty(),
+        "{who}: {} unexpected answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_its_namespace_only() {
+    let cluster = Cluster::start().await;
+    let wrong = run_matrix(&cluster, VIEWER, |r| r.viewer, NS, Whose::Node1, NS).await;
+    assert_none("viewer in its namespace", wrong);
+    // The same requests in another namespace: all denied.
+    let wrong = run_matrix(
+        &cluster,
+        VIEWER,
+        |r| {
+            if r.resource == "namespaces" {
+                "nnnnnnnn"
+            } else {
+                deny_all(r.viewer)
+            }
+        },
+        "other",
+        Whose::Node1,
+        "other",
+    )
+    .await;
+    assert_none("viewer in another namespace", wrong);
+}
+
+/// `y` and `n` both become `n`; `.` stays.
+fn deny_all(row: &'static str) -> &'static str {
+    match row {
+        r if r.starts_with("y.") || r.starts_with("n.") => {
+            // Subresource rows: only their own verbs.
+            Box::leak(r.replace('y', "n").into_boxed_str())
+        }
+        r if r.starts_with("...") => "...n....",
+        _ => "nnnnnnnn",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_may_do_everything() {
+    let cluster = Cluster::start().await;
+    let all = |r: &Row| {
+        let shape = r.viewer;
+        Box::leak(shape.replace('n', "y").into_boxed_str()) as &'static str
+    };
+    let wrong = run_matrix(&cluster, ADMIN, all, NS, Whose::Node1, NS).await;
+    assert_none("admin", wrong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_writes_its_own_objects_only() {
+    let cluster = Cluster::start().await;
+    let wrong = run_matrix(
+        &cluster,
+        NODE_1,
+        |r| r.node_other,
+        NS,
+        Whose::Node2,
+        "kube-node-lease",
+    )
+    .await;
+    assert_none("node-1 on node-2's objects", wrong);
+    let wrong = run_matrix(
+        &cluster,
+        NODE_1,
+        |r| r.node_own,
+        NS,
+        Whose::Node1,
+        "kube-node-lease",
+    )
+    .await;
+    assert_none("node-1 on its own objects", wrong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_or_a_bad_token_gets_401_everywhere() {
+    let cluster = Cluster::start().await;
+    for token in [None, Some("not-a-token")] {
+        for (column, verb) in VERBS.iter().enumerate() {
+            for row in MATRIX {
+                if row.viewer.as_bytes()[column] == b'.' {
+                    continue;
+                }
+                let t = target(row.resource, NS, Whose::Node1, NS);
+                let (method, path, content_type, body) = request_for(verb, &t);
+                let (status, answer) = send(
+                    &cluster.router,
+                    token,
+                    method,
+                    &path,
+                    content_type,
+                    body.as_ref(),
+                )
+                .await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{verb} {} with {token:?}: {answer}",
+                    row.resource
+                );
+                assert_eq!(answer["reason"], "Unauthorized");
+            }
+        }
+        for (path, _, _) in NON_RESOURCE {
+            let (status, _) = send(&cluster.router, token, Method::GET, path, "", None).await;
+            let expected = if *path == "/version" {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            assert_eq!(status, expected, "{path} with {token:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_is_open_to_everyone_authenticated_and_metrics_to_admins() {
+    let cluster = Cluster::start().await;
+    for (path, viewer, node) in NON_RESOURCE {
+        for (who, token, expected) in [
+            ("viewer", VIEWER, *viewer),
+            ("node", NODE_1, *node),
+            ("admin", ADMIN, 'y'),
+        ] {
+            let (status, answer) =
+                send(&cluster.router, Some(token), Method::GET, path, "", None).await;
+            let denied = denied_by_authorizer(status, &answer);
+            assert_eq!(
+                !denied,
+                expected == 'y',
+                "{who} GET {path}: {status} {answer}"
+            );
+            if denied {
+                assert_eq!(
+                    answer["message"],
+                    format!(
+                        "forbidden: User {:?} cannot get path {path:?}",
+                        if who == "viewer" {
+                            VIEWER_USER
+                        } else {
+                            "system:node:node-1"
+                        }
+                    )
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_user_verb_resource_and_namespace() {
+    let cluster = Cluster::start().await;
+    let (status, answer) = send(
+        &cluster.router,
+        Some(VIEWER),
+        Method::GET,
+        "/api/v1/namespaces/team/secrets/x",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(answer["kind"], "Status");
+    assert_eq!(answer["reason"], "Forbidden");
+    assert_eq!(answer["code"], 403);
+    assert_eq!(
+        answer["message"],
+        r#"secrets "x" is forbidden: User "viewer-team" cannot get resource "secrets" in API group "" in the namespace "team""#
+    );
+    assert_eq!(answer["details"]["name"], "x");
+    assert_eq!(answer["details"]["kind"], "secrets");
+
+    let (_, answer) = send(
+        &cluster.router,
+        Some(VIEWER),
+        Method::PUT,
+        "/apis/apps/v1/namespaces/team/deployments/x/scale",
+        "application/json",
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(
+        answer["message"],
+        r#"deployments.apps "x" is forbidden: User "viewer-team" cannot update resource "deployments/scale" in API group "apps" in the namespace "team""#
+    );
+
+    let (status, answer) = send(
+        &cluster.router,
+        Some(NODE_1),
+        Method::PATCH,
+        "/api/v1/namespaces/team/pods/pod-on-node-2/status",
+        "application/merge-patch+json",
+        Some(&json!({ "status": { "phase": "Running" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        answer["message"],
+        r#"pods "pod-on-node-2" is forbidden: User "system:node:node-1" cannot patch resource "pods/status" in API group "" in the namespace "team": node "node-1" can only update pod status for pods with spec.nodeName set to itself"#
+    );
+    // The status was not written.
+    let (_, pod) = cluster
+        .admin(
+            Method::GET,
+            "/api/v1/namespaces/team/pods/pod-on-node-2",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(pod["status"]["phase"], "Pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restriction_covers_bodies_and_lease_namespaces() {
+    let cluster = Cluster::start().await;
+    let send_as = |token: &'static str, method: Method, path: &'static str, body: Value| {
+        let router = cluster.router.clone();
+        async move {
+            let content_type = if method == Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            let body = Some(&body).filter(|b| !b.is_null());
+            send(&router, Some(token), method, path, content_type, body).await
+        }
+    };
+    // A create names its object in the body: node-1 cannot register as node-3.
+    let (status, answer) = send_as(
+        NODE_1,
+        Method::POST,
+        "/api/v1/nodes",
+        json!({ "metadata": { "name": "node-3" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) = send_as(
+        NODE_1,
+        Method::POST,
+        "/api/v1/nodes",
+        json!({ "metadata": { "generateName": "node-" } }),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a generated name is not its own: {answer}"
+    );
+    // Its own Lease only in kube-node-lease.
+    let (status, answer) = send_as(
+        NODE_1,
+        Method::PATCH,
+        "/apis/coordination.k8s.io/v1/namespaces/team/leases/node-1",
+        json!({ "spec": { "holderIdentity": "node-1" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    // Deleting a pod bound to another node.
+    let (status, answer) = send_as(
+        NODE_1,
+        Method::DELETE,
+        "/api/v1/namespaces/team/pods/pod-on-node-2",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    // node-2 may do what node-1 may not, to its own objects.
+    let (status, answer) = send_as(
+        NODE_2,
+        Method::PATCH,
+        "/api/v1/namespaces/team/pods/pod-on-node-2/status",
+        json!({ "status": { "phase": "Running" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"]["phase"], "Running");
+}
+
+/// The shared node credential of `skiff server` (user `system:node`, no node name) keeps
+/// every node right, on any node's objects, until nodes get their own tokens; it is not
+/// an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_node_credential_has_node_rights_not_admin_rights() {
+    let cluster = Cluster::start().await;
+    let both = |r: &Row| {
+        // Whatever node-1 may do to its own objects, for anyone's.
+        r.node_own
+    };
+    let wrong = run_matrix(
+        &cluster,
+        SHARED_NODE,
+        both,
+        NS,
+        Whose::Node2,
+        "kube-node-lease",
+    )
+    .await;
+    assert_none("the shared node credential", wrong);
+    let (status, answer) = send(
+        &cluster.router,
+        Some(SHARED_NODE),
+        Method::GET,
+        "/metrics",
+        "",
+        None,
+    )
+    .await;
+    assert!(denied_by_authorizer(status, &answer), "{status} {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_tokens_and_bindings_take_effect_at_once() {
+    let cluster = Cluster::start().await;
+    let pods = "/api/v1/namespaces/other/pods";
+    let get = |token: &'static str| {
+        let router = cluster.router.clone();
+        async move {
+            send(&router, Some(token), Method::GET, pods, "", None)
+                .await
+                .0
+        }
+    };
+    assert_eq!(get(VIEWER).await, StatusCode::FORBIDDEN);
+    // A binding in `other` is used by the very next request.
+    make_binding(&cluster, "other", "view").await;
+    assert_eq!(get(VIEWER).await, StatusCode::OK);
+    // Deleting it takes the right away again.
+    let (status, _) = cluster
+        .admin(
+            Method::DELETE,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/other/rolebindings/extra",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get(VIEWER).await, StatusCode::FORBIDDEN);
+    // Deleting the token's Secret revokes the token.
+    let (status, _) = cluster
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/namespaces/kube-system/secrets/skiff-token-{VIEWER_USER}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(get(VIEWER).await, StatusCode::UNAUTHORIZED);
+    // A token Secret may not claim a system: identity (a node or a master).
+    cluster
+        .create(
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({
+                "metadata": { "name": "sneaky" },
+                "type": "skiff.dev/token",
+                "stringData": { "tokenHash": token_hash_hex("sneaky"), "user": "system:node:node-1" },
+            }),
+        )
+        .await;
+    assert_eq!(get("sneaky").await, StatusCode::UNAUTHORIZED);
+    // A token Secret names its hash and its user.
+    let (status, answer) = cluster
+        .admin(
+            Method::POST,
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({
+                "metadata": { "name": "incomplete" },
+                "type": "skiff.dev/token",
+                "stringData": { "tokenHash": token_hash_hex("incomplete") },
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["details"]["causes"][0]["field"], "data[user]");
+}
+
+async fn make_binding(cluster: &Cluster, namespace: &str, role: &str) {
+    cluster
+        .create(
+            &format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"),
+            json!({
+                "metadata": { "name": "extra" },
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+                "subjects": [{ "kind": "User", "name": VIEWER_USER }],
+            }),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_objects_are_validated_and_discoverable() {
+    let cluster = Cluster::start().await;
+    let (status, answer) = cluster
+        .admin(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/team/roles",
+            json!({ "metadata": { "name": "bad" }, "rules": [{ "verbs": [], "resources": ["pods"] }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let fields: Vec<&str> = answer["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["rules[0].verbs", "rules[0].apiGroups"]);
+
+    let (_, groups) = cluster.admin(Method::GET, "/apis", Value::Null).await;
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "rbac.authorization.k8s.io"),
+        "{groups}"
+    );
+    let (_, resources) = cluster
+        .admin(
+            Method::GET,
+            "/apis/rbac.authorization.k8s.io/v1",
+            Value::Null,
+        )
+        .await;
+    let names: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings"
+        ]
+    );
+    // The bootstrap policy is there, and its names hold colons.
+    for name in [
+        "cluster-admin",
+        "view",
+        "edit",
+        "system:node",
+        "system:discovery",
+    ] {
+        let (status, _) = cluster
+            .admin(
+                Method::GET,
+                &format!("/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+    }
+}
