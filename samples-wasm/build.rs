@@ -31,6 +31,12 @@ const ARTIFACTS: &[(&str, &str, &str, &str)] = &[
     ),
     ("writer", "wasm32-wasip1", "writer.wasm", "writer.wasm"),
     ("reader", "wasm32-wasip2", "reader.wasm", "reader.wasm"),
+    (
+        "http-load",
+        "wasm32-wasip2",
+        "http-load.wasm",
+        "http-load.wasm",
+    ),
 ];
 
 fn main() {

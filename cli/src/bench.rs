@@ -1,8 +1,11 @@
 //! `skiff bench api`: creates per second with 1 and 64 clients (p50/p99 latency), and
 //! watch fan-out to 100 watchers, against a real API server on loopback with a
 //! durable sled store. `scheduler`, `pods`, `rollout` and `node-death` measure binding,
-//! pod start, a Deployment's rolling update and the replacement of a dead node's pods.
-//! Each prints its conditions and figures.
+//! pod start, a Deployment's rolling update and the replacement of a dead node's pods;
+//! `network` the pod network against direct hosting and host loopback. Each prints its
+//! conditions and figures.
+
+mod network;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,9 @@ pub enum BenchTarget {
     Rollout(RolloutBenchArgs),
     /// A node agent killed: how long until its replicas run on the node that is left.
     NodeDeath(NodeDeathBenchArgs),
+    /// The pod network: HTTP through Services, node ports and across nodes against direct
+    /// hosting, and pod-to-pod TCP throughput against host loopback.
+    Network(network::NetworkBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -113,6 +119,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchTarget::Pods(args) => pods(args).await,
         BenchTarget::Rollout(args) => rollout(args).await,
         BenchTarget::NodeDeath(args) => node_death(args).await,
+        BenchTarget::Network(args) => network::network(args).await,
     }
 }
 
@@ -132,9 +139,9 @@ async fn start_server(node_cidr_mask_size: u8) -> Result<BenchServer> {
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut auth = Authenticator::default();
+    // An administrator: the benches' clients, controllers and nodes all use this token.
     let user = User {
         name: "bench".into(),
-        // An administrator: the benches' clients, controllers and nodes all use this token.
         groups: vec!["system:masters".into()],
     };
     auth.add_token(TOKEN, user);
@@ -143,6 +150,8 @@ async fn start_server(node_cidr_mask_size: u8) -> Result<BenchServer> {
             node_cidr_mask_size,
             ..Default::default()
         },
+        // The nodes join with the same token: pods' logs can be read.
+        node_api_token: Some(TOKEN.into()),
         ..ApiServerConfig::default()
     };
     let server = ApiServer::new(Arc::new(store), auth, config)

@@ -48,6 +48,11 @@ pub const WRITER: &str = concat!(env!("OUT_DIR"), "/writer.wasm");
 /// and prints the file when it changes; with `KEEP_GOING=1` too, failed reads go to stderr
 /// and the loop goes on.
 pub const READER: &str = concat!(env!("OUT_DIR"), "/reader.wasm");
+/// Component command (p2), std::net: a load generator inside a pod for `skiff bench
+/// network`. HTTP: keep-alive GETs to `TARGET` for `REQUESTS` or `DURATION_MS`, then one
+/// line `http-load requests=N errors=E elapsed_us=T start_ms=S end_ms=F hist=...`; TCP
+/// (`SEND_BYTES=N`): `tcp-load bytes=N elapsed_us=T answer=LINE`.
+pub const HTTP_LOAD: &str = concat!(env!("OUT_DIR"), "/http-load.wasm");
 
 /// Every sample as (name, path), so a test can check that all of them were built.
 pub const ALL: &[(&str, &str)] = &[
@@ -62,6 +67,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("tcp-echo", TCP_ECHO),
     ("writer", WRITER),
     ("reader", READER),
+    ("http-load", HTTP_LOAD),
 ];
 
 #[cfg(test)]

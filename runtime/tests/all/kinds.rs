@@ -18,6 +18,7 @@ fn every_sample_is_detected_as_its_kind() {
         (skiff_samples::TCP_ECHO, WorkloadKind::Preview2Command),
         (skiff_samples::WRITER, WorkloadKind::Preview1Command),
         (skiff_samples::READER, WorkloadKind::Preview2Command),
+        (skiff_samples::HTTP_LOAD, WorkloadKind::Preview2Command),
     ];
     assert_eq!(
         expected.len(),
