@@ -221,13 +221,33 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
 ///
 /// What the body may decode to is bounded by its own length (see [`bounded`]), so YAML
 /// aliases cannot multiply it; nesting deeper than [`bounded::MAX_DEPTH`] is refused.
+/// Bodies at least this large decode off the async workers ([`off_the_workers`]).
+const COSTLY_BODY: usize = 64 * 1024;
+
+/// Runs a decode that may take long (serde_yaml spends about a second of CPU per MiB)
+/// without stalling the other requests of its worker thread: on a multi-threaded runtime
+/// the worker first hands its queued tasks to the others (`block_in_place`). Small bodies,
+/// and single-threaded runtimes (tests), decode in place.
+fn off_the_workers<T>(len: usize, decode: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if len >= COSTLY_BODY && multi_threaded {
+        tokio::task::block_in_place(decode)
+    } else {
+        decode()
+    }
+}
+
 pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     let budget = bounded::budget_for(bytes.len());
     let (what, decoded) = match format {
-        BodyFormat::Yaml | BodyFormat::ApplyPatch => ("YAML", bounded::yaml(bytes, budget)),
+        BodyFormat::Yaml | BodyFormat::ApplyPatch => (
+            "YAML",
+            off_the_workers(bytes.len(), || bounded::yaml(bytes, budget)),
+        ),
         _ => ("JSON", bounded::json(bytes, budget)),
     };
     decoded.map_err(|error| match error {
@@ -236,4 +256,33 @@ pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
         }
         limit => ApiError::bad_request(format!("the request body is {limit}")),
     })
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    /// A YAML list of `n` small maps, well over [`COSTLY_BODY`] for large `n`.
+    fn big_yaml(n: usize) -> Vec<u8> {
+        let mut yaml = String::from("items:\n");
+        for i in 0..n {
+            yaml.push_str(&format!("- {{ name: item-{i}, value: {i} }}\n"));
+        }
+        yaml.into_bytes()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_yaml_decodes_off_the_workers_on_a_multi_threaded_runtime() {
+        let yaml = big_yaml(5_000);
+        assert!(yaml.len() >= COSTLY_BODY);
+        let value = decode_body(&yaml, BodyFormat::Yaml).unwrap();
+        assert_eq!(value["items"][4_999]["name"], "item-4999");
+    }
+
+    #[tokio::test]
+    async fn large_yaml_decodes_in_place_on_a_single_threaded_runtime() {
+        // block_in_place would panic here: the decode must not use it.
+        let value = decode_body(&big_yaml(5_000), BodyFormat::Yaml).unwrap();
+        assert_eq!(value["items"][0]["value"], 0);
+    }
 }
