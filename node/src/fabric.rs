@@ -41,6 +41,13 @@ const FROM_HEADER: &str = "skiff-from";
 /// The header that makes a stream a UDP flow (`udp`); without it the stream is TCP.
 const PROTOCOL_HEADER: &str = "skiff-protocol";
 
+/// HTTP/2 flow control of the fabric: hyper's defaults (a 64 KiB window per stream, 16 KiB
+/// frames) stall a stream between nodes every 64 KiB for a round trip; these let one
+/// stream fill the link (`skiff bench network`, TCP across nodes).
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+const MAX_FRAME: u32 = 256 * 1024;
+
 /// How long a peer may take over the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -96,6 +103,9 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(open(request, &network, &token, &flows).await) }
             });
             if let Err(error) = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(MAX_FRAME)
                 .serve_connection(TokioIo::new(io), service)
                 .await
             {
@@ -317,6 +327,9 @@ impl FabricClient {
             None => Box::new(tcp),
         };
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|_| ConnectError::Unreachable)?;
