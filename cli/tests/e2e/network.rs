@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{NodeProcess, PODS, Server, env, wait_for};
+use crate::support::{NodeProcess, PODS, Server, env, start_cluster, wait_for};
 
 fn echo(name: &str) -> Value {
     json!({ "name": name, "image": format!("file:{}", skiff_samples::TCP_ECHO) })
@@ -55,20 +55,7 @@ fn pod_ip(server: &Server, pod: &str) -> String {
 #[test]
 fn pods_talk_over_the_pod_network_and_services_balance() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
-    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
-    let _node2 = NodeProcess::start(&server, "node-2", &dir.path().join("node-2"), &[]);
-    wait_for(
-        "three nodes with pod ranges",
-        Duration::from_secs(60),
-        || {
-            server.get("/api/v1/nodes")["items"]
-                .as_array()
-                .is_some_and(|nodes| {
-                    nodes.len() == 3 && nodes.iter().all(|n| n["spec"]["podCIDR"].is_string())
-                })
-        },
-    );
+    let (server, _nodes) = start_cluster(dir.path(), 3);
 
     // Two echo servers on node-1, both on port 8080; each answers with its own prefix.
     for (name, prefix) in [("echo-a", "a:"), ("echo-b", "b:")] {
@@ -379,15 +366,7 @@ fn free_port() -> u16 {
 #[test]
 fn a_frontend_component_calls_its_backend_service_by_name_across_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
-    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
-    wait_for("two nodes with pod ranges", Duration::from_secs(60), || {
-        server.get("/api/v1/nodes")["items"]
-            .as_array()
-            .is_some_and(|nodes| {
-                nodes.len() == 2 && nodes.iter().all(|n| n["spec"]["podCIDR"].is_string())
-            })
-    });
+    let (server, _nodes) = start_cluster(dir.path(), 2);
 
     let http_hello = |name: &str, node: &str, app: &str, env: Value| {
         json!({

@@ -121,6 +121,30 @@ impl Server {
     }
 }
 
+/// A cluster in `dir`: `skiff server` with its embedded node named `node-0` and
+/// `nodes - 1` more `skiff node` processes (`node-1`, ...), once every node has its pod range.
+pub fn start_cluster(dir: &Path, nodes: usize) -> (Server, Vec<NodeProcess>) {
+    let server = Server::start_with(&dir.join("server"), &["--name", "node-0"]);
+    let others = (1..nodes)
+        .map(|i| {
+            let name = format!("node-{i}");
+            NodeProcess::start(&server, &name, &dir.join(&name), &[])
+        })
+        .collect();
+    wait_for(
+        &format!("{nodes} nodes with pod ranges"),
+        Duration::from_secs(60),
+        || {
+            server.get("/api/v1/nodes")["items"]
+                .as_array()
+                .is_some_and(|all| {
+                    all.len() == nodes && all.iter().all(|n| n["spec"]["podCIDR"].is_string())
+                })
+        },
+    );
+    (server, others)
+}
+
 /// The pods of namespace `default`.
 pub const PODS: &str = "/api/v1/namespaces/default/pods";
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{NodeProcess, PODS, Server, env, wait_for};
+use crate::support::{PODS, env, start_cluster, wait_for};
 
 fn echo(name: &str, env: Value) -> Value {
     json!({ "name": name, "image": format!("file:{}", skiff_samples::TCP_ECHO), "env": env })
@@ -37,20 +37,7 @@ fn line_after<'a>(output: &'a str, prefix: &str) -> &'a str {
 #[test]
 fn udp_crosses_nodes_and_reaches_services_by_cluster_ip_and_name() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
-    let _node1 = NodeProcess::start(&server, "node-1", &dir.path().join("node-1"), &[]);
-    let _node2 = NodeProcess::start(&server, "node-2", &dir.path().join("node-2"), &[]);
-    wait_for(
-        "three nodes with pod ranges",
-        Duration::from_secs(60),
-        || {
-            server.get("/api/v1/nodes")["items"]
-                .as_array()
-                .is_some_and(|nodes| {
-                    nodes.len() == 3 && nodes.iter().all(|n| n["spec"]["podCIDR"].is_string())
-                })
-        },
-    );
+    let (server, _nodes) = start_cluster(dir.path(), 3);
 
     // A UDP echo server on node-1 and, for the Service, three replicas (one per node), each
     // with a UDP and a TCP echo container on the same port 5353 of one pod.
