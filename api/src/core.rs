@@ -3716,6 +3716,16 @@ impl Object for Secret {
                 require("tokenHash");
                 require("user");
             }
+            // A join token (`skiff token create`) and a node's own credential.
+            "bootstrap.kubernetes.io/token" => {
+                require("token-id");
+                require("tokenHash");
+                require("expiration");
+            }
+            "skiff.dev/node-token" => {
+                require("tokenHash");
+                require("node");
+            }
             "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
                 require("username");
                 require("password");

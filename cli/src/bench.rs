@@ -150,8 +150,9 @@ async fn start_server(node_cidr_mask_size: u8) -> Result<BenchServer> {
             node_cidr_mask_size,
             ..Default::default()
         },
-        // The nodes join with the same token: pods' logs can be read.
-        node_api_token: Some(TOKEN.into()),
+        // Nodes join with the administrator's token and get their own credentials,
+        // with the tokens for their APIs (logs) and the fabric between them.
+        node_key: Some(skiff_control_plane::apiserver::credentials::NodeKey::generate()),
         ..ApiServerConfig::default()
     };
     let server = ApiServer::new(Arc::new(store), auth, config)
@@ -1058,7 +1059,7 @@ async fn node_death(args: NodeDeathBenchArgs) -> Result<()> {
         let agent = tokio::process::Command::new(&exe)
             .args(["node", "--server", &base, "--name", name, "--data-dir"])
             .arg(dir.path().join(name))
-            .env("SKIFF_NODE_TOKEN", TOKEN)
+            .env("SKIFF_JOIN_TOKEN", TOKEN)
             .env("SKIFF_LOG", "error")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())

@@ -40,6 +40,7 @@ mod rollout;
 mod run;
 mod server;
 mod table;
+mod token;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -106,6 +107,8 @@ enum Command {
     Create(create::CreateArgs),
     /// Delete objects by kind and name, or those of manifests.
     Delete(get::DeleteArgs),
+    /// Join tokens for new nodes: `skiff token create [--ttl 24h]`, `list`, `delete ID`.
+    Token(token::TokenArgs),
     /// Measure skiff's performance.
     Bench(bench::BenchArgs),
 }
@@ -220,6 +223,9 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Delete(args) => {
             get::delete(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
+        }
+        Command::Token(args) => {
+            token::run(&api::Api::connect(cli.kubeconfig.as_deref())?, args).await
         }
     }
 }

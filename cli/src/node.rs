@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use skiff_control_plane::apiserver::credentials::NodeCredential;
 use skiff_node::NodeConfig;
 use skiff_runtime::{Runtime, RuntimeConfig};
 
@@ -13,9 +14,11 @@ pub struct NodeArgs {
     /// The API server's URL.
     #[arg(long)]
     pub server: String,
-    /// The token a node joins with (`skiff server` writes it to DATA_DIR/node-token).
-    #[arg(long, env = "SKIFF_NODE_TOKEN")]
-    pub token: String,
+    /// A join token (`skiff token create` prints one). At its first start the node
+    /// exchanges it for a credential of its own, kept in DATA_DIR/credential.json; after
+    /// that the join token is not needed (and may have expired).
+    #[arg(long, env = "SKIFF_JOIN_TOKEN")]
+    pub token: Option<String>,
     /// The cluster CA (PEM) that signs the API server's certificate (`skiff server` writes
     /// it to DATA_DIR/pki/ca.crt).
     #[arg(long, value_name = "FILE")]
@@ -64,14 +67,16 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 pub async fn run(args: NodeArgs) -> Result<()> {
+    let name = args.node.name.clone().unwrap_or_else(host_name);
+    let credential = credential(&args, &name).await?;
     let config = crate::kubeconfig::client_config(
         &args.server,
-        &args.token,
+        &credential.token,
         args.certificate_authority.as_deref(),
     )?;
     let client = skiff_client::Client::new(config)?;
     tokio::select! {
-        result = run_agent(client, &args.token, &args.data_dir, &args.node) => result,
+        result = run_agent(client, &credential, &args.data_dir, &args.node) => result,
         _ = crate::shutdown_signal() => {
             tracing::info!("node agent stopping");
             Ok(())
@@ -79,17 +84,93 @@ pub async fn run(args: NodeArgs) -> Result<()> {
     }
 }
 
-/// Runs a node agent over `data_dir` until it fails or the future is dropped. Its API
-/// (logs) answers callers holding `token`, the node token the API server also has.
+/// The node's own credential: the one kept in DATA_DIR/credential.json, else one the
+/// join token is exchanged for (and then kept there, owner-only).
+async fn credential(args: &NodeArgs, name: &str) -> Result<NodeCredential> {
+    let path = args.data_dir.join("credential.json");
+    if path.exists() {
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let credential: NodeCredential = serde_json::from_slice(&text)
+            .with_context(|| format!("{}: not a node credential", path.display()))?;
+        if credential.node != name {
+            anyhow::bail!(
+                "--name {name}: {} holds the credential of node {:?}; run that node with --name {} or give another --data-dir",
+                path.display(),
+                credential.node,
+                credential.node
+            );
+        }
+        check_credential(args, &credential, &path).await?;
+        return Ok(credential);
+    }
+    let Some(join_token) = args.token.as_deref() else {
+        anyhow::bail!(
+            "--token: {} has no credential yet; join with a token from `skiff token create`",
+            args.data_dir.display()
+        );
+    };
+    let config = crate::kubeconfig::client_config(
+        &args.server,
+        join_token,
+        args.certificate_authority.as_deref(),
+    )?;
+    let client = skiff_client::Client::new(config)?;
+    let answer = client
+        .request_json(
+            skiff_client::Method::POST,
+            &format!("/api/v1/nodes/{name}/credential"),
+            Some(serde_json::json!({})),
+        )
+        .await
+        .map_err(|error| match error {
+            skiff_client::Error::Api(status) if status.code == Some(401) => anyhow::anyhow!(
+                "--token: the API server refused the join token: it is unknown or has expired; make another with `skiff token create`"
+            ),
+            error => anyhow::Error::new(error).context(format!("joining as node {name}")),
+        })?;
+    let credential: NodeCredential =
+        serde_json::from_value(answer).context("the API server's node credential")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    crate::kubeconfig::write_private(&path, &serde_json::to_vec_pretty(&credential)?)?;
+    tracing::info!(node = name, path = %path.display(), "joined the cluster; credential kept");
+    Ok(credential)
+}
+
+/// Fails with what to do when the API server no longer takes a kept credential (it was
+/// revoked, or belongs to another cluster).
+async fn check_credential(args: &NodeArgs, credential: &NodeCredential, path: &Path) -> Result<()> {
+    let config = crate::kubeconfig::client_config(
+        &args.server,
+        &credential.token,
+        args.certificate_authority.as_deref(),
+    )?;
+    let client = skiff_client::Client::new(config)?;
+    match client
+        .request_json(skiff_client::Method::GET, "/api", None)
+        .await
+    {
+        Err(skiff_client::Error::Api(status)) if status.code == Some(401) => anyhow::bail!(
+            "the API server refused the credential kept in {}: it was revoked or is another cluster's; remove the file and join again with --token",
+            path.display()
+        ),
+        // Anything else (the server not up yet) is the agent's to retry.
+        _ => Ok(()),
+    }
+}
+
+/// Runs a node agent over `data_dir` as the node `credential` names, until it fails or
+/// the future is dropped. Its API (logs, port-forward) answers callers holding the
+/// credential's node API token, which only the API server can make.
 pub async fn run_agent(
     client: skiff_client::Client,
-    token: &str,
+    credential: &NodeCredential,
     data_dir: &Path,
     options: &NodeOptions,
 ) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let name = options.name.clone().unwrap_or_else(host_name);
+    let name = credential.node.clone();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(data_dir.join("compiled")),
         max_instances: pool_size(options.max_pods),
@@ -100,7 +181,8 @@ pub async fn run_agent(
     config.allow_host_path = options.allow_host_path;
     config.restart_backoff = options.restart_backoff;
     config.max_pods = options.max_pods;
-    config.api_token = Some(token.to_string());
+    config.api_token = credential.node_api_token.clone();
+    config.fabric_token = credential.fabric_token.clone();
     config.labels = options.labels.iter().cloned().collect();
     config.module_ca_file = options.module_ca.clone();
     config.allow_egress = !options.deny_egress;
@@ -117,7 +199,8 @@ fn pool_size(max_pods: u32) -> u32 {
     max_pods.saturating_add(1024)
 }
 
-fn host_name() -> String {
+/// This machine's host name, lowercased: a node's name by default.
+pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|s| s.trim().to_lowercase())

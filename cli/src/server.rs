@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::certificates::NodeSigner;
+use skiff_control_plane::apiserver::credentials::NodeKey;
 use skiff_control_plane::apiserver::throttle::ClientLimits;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
@@ -143,15 +144,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             groups: vec!["system:masters".into()],
         },
     );
-    // Until node credentials and authorization arrive, nodes join with a shared token.
-    let node_token = node_token(&args.data_dir)?;
-    authenticator.add_token(
-        &node_token,
-        User {
-            name: "system:node".into(),
-            groups: vec!["system:nodes".into()],
-        },
-    );
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     kubeconfig::write(&kubeconfig_path, &url, &token, ca.cert_pem())?;
 
@@ -164,7 +156,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         anyhow::anyhow!("--service-cidr, --pod-cidr, --node-cidr-mask-size: {problem}")
     })?;
     let config = ApiServerConfig {
-        node_api_token: Some(node_token.clone()),
+        node_key: Some(node_key(&args.data_dir)?),
         node_signer: Some(Arc::new(NodeSigner {
             ca: ca.clone(),
             api_server_client_ca_pem: client_ca.cert_pem().to_string(),
@@ -211,26 +203,38 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             config,
         )))
     };
-    let node = (!args.no_node).then(|| {
-        let mut node_config = skiff_client::Config::new(&url).expect("the server's own URL parses");
-        node_config.token = Some(node_token.clone());
+    let node = if args.no_node {
+        None
+    } else {
+        // The embedded node gets its credential as a joining node would, without a join
+        // token: the server makes it one, new at every start.
+        let name = args
+            .node
+            .name
+            .clone()
+            .unwrap_or_else(crate::node::host_name);
+        let credential = server
+            .issue_node_credential(&name, "skiff-server")
+            .await
+            .map_err(|e| anyhow::anyhow!("--name {name}: the embedded node's credential: {e}"))?;
+        let mut node_config = skiff_client::Config::new(&url)?;
+        node_config.token = Some(credential.token.clone());
         node_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
         let node_client = skiff_client::Client::new(node_config);
         let data_dir = args.data_dir.join("node");
         let options = args.node.clone();
-        let node_api_token = node_token.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let result = match node_client {
                 Ok(client) => {
-                    crate::node::run_agent(client, &node_api_token, &data_dir, &options).await
+                    crate::node::run_agent(client, &credential, &data_dir, &options).await
                 }
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = result {
                 tracing::error!("the embedded node agent stopped: {error:#}");
             }
-        })
-    });
+        }))
+    };
 
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff server is ready");
     println!("skiff server listening on {url}");
@@ -318,18 +322,19 @@ fn load_or_make_ca(dir: &Path, name: &str) -> Result<ClusterCa> {
     Ok(ca)
 }
 
-/// The token nodes join with: made at first start, kept in `DIR/node-token`
-/// (owner-only) for `skiff node --token`. Expiring join tokens replace it.
-fn node_token(dir: &Path) -> Result<String> {
-    let path = dir.join("node-token");
-    if let Ok(token) = std::fs::read_to_string(&path)
-        && !token.trim().is_empty()
-    {
-        return Ok(token.trim().to_string());
+/// What nodes' API tokens and the fabric token derive from: made at first start, kept in
+/// `DIR/pki/node.key` (owner-only), so nodes' kept credentials outlive restarts.
+fn node_key(dir: &Path) -> Result<NodeKey> {
+    let path = dir.join("pki").join("node.key");
+    if path.exists() {
+        let hex = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return NodeKey::from_hex(&hex)
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()));
     }
-    let token = auth::generate_token();
-    kubeconfig::write_private(&path, token.as_bytes())?;
-    Ok(token)
+    let key = NodeKey::generate();
+    kubeconfig::write_private(&path, key.to_hex().as_bytes())?;
+    Ok(key)
 }
 
 /// The admin token: made at first start, its hash kept in the data dir, the token

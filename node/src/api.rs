@@ -57,7 +57,7 @@ async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "));
     match (&ctx.config.api_token, given) {
         (Some(expected), Some(given))
-            if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
+            if !expected.is_empty() && constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
         {
             next.run(request).await
         }

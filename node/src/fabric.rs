@@ -134,7 +134,8 @@ async fn open(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| crate::api::constant_time_eq(given.as_bytes(), token.as_bytes()));
-    if !authorized {
+    // A node without a fabric token accepts no stream, not every empty bearer.
+    if !authorized || token.is_empty() {
         return answer(StatusCode::UNAUTHORIZED);
     }
     if request.method() != Method::CONNECT {

@@ -64,9 +64,12 @@ pub struct NodeConfig {
     pub api_listen: std::net::SocketAddr,
     /// Labels the Node carries besides the well-known ones (hostname, os, arch).
     pub labels: std::collections::BTreeMap<String, String>,
-    /// The bearer token the node API requires (the API server's). `None` refuses every
-    /// call.
+    /// The bearer token the node API requires of the API server (this node's own, from
+    /// its credential). `None` refuses every call.
     pub api_token: Option<String>,
+    /// The bearer token every fabric stream between nodes carries, both ways (the
+    /// cluster's, from the node's credential). `None` refuses every stream.
+    pub fabric_token: Option<String>,
     /// PEM certificates trusted, besides the public web PKI roots, for `https://`
     /// modules (a private module server).
     pub module_ca_file: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl NodeConfig {
             log_max_bytes: logs::DEFAULT_MAX_BYTES,
             api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             api_token: None,
+            fabric_token: None,
             labels: Default::default(),
             module_ca_file: None,
             allow_egress: true,
@@ -178,9 +182,10 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         .local_addr()
         .map_err(|source| NodeError::Listen { address, source })?
         .port();
-    let token = config.api_token.clone().unwrap_or_default();
+    // Without a fabric token no stream is accepted: an empty token matches no bearer.
+    let fabric_token = config.fabric_token.clone().unwrap_or_default();
     let outside = Arc::new(network::NodeNetwork::new(
-        fabric::FabricClient::new(token.clone()),
+        fabric::FabricClient::new(fabric_token.clone()),
         config.allow_egress,
     ));
     let pod_network = skiff_runtime::VirtualNetwork::new(outside.clone());
@@ -254,7 +259,7 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
     let fabric = fabric::serve(
         fabric_listener,
         pod_network,
-        Arc::from(token.as_str()),
+        Arc::from(fabric_token.as_str()),
         ctx.outside.udp_flows(),
         fabric_tls,
     );

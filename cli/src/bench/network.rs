@@ -374,7 +374,7 @@ fn start_node(exe: &Path, base: &str, name: &str, dir: &Path) -> Result<tokio::p
     tokio::process::Command::new(exe)
         .args(["node", "--server", base, "--name", name, "--data-dir"])
         .arg(dir.join(name))
-        .env("SKIFF_NODE_TOKEN", TOKEN)
+        .env("SKIFF_JOIN_TOKEN", TOKEN)
         .env("SKIFF_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

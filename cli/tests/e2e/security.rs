@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Server, wait_for};
+use crate::support::{NodeProcess, Server, wait_for};
 
 #[test]
 fn the_api_is_served_over_tls_from_the_cluster_ca_which_survives_restarts() {
@@ -43,7 +43,7 @@ fn the_api_is_served_over_tls_from_the_cluster_ca_which_survives_restarts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for file in ["pki/ca.key", "kubeconfig", "node-token"] {
+        for file in ["pki/ca.key", "pki/node.key", "kubeconfig"] {
             let mode = std::fs::metadata(data.join(file))
                 .unwrap()
                 .permissions()
@@ -228,6 +228,12 @@ fn hostile_pods_cannot_exhaust_the_node() {
     assert_eq!(ready["status"], "True", "{node}");
 }
 
+/// The key the server derives node API and fabric tokens from.
+fn node_key(server: &Server) -> skiff_control_plane::apiserver::credentials::NodeKey {
+    let hex = std::fs::read_to_string(server.data_dir.join("pki/node.key")).unwrap();
+    skiff_control_plane::apiserver::credentials::NodeKey::from_hex(&hex).unwrap()
+}
+
 /// A node's own API (logs, port-forward) is TLS with a certificate the cluster CA signed
 /// for that node, and answers the API server alone: a caller holding the node token, even
 /// one trusting the cluster CA, gets no answer without the API server's client certificate.
@@ -243,7 +249,9 @@ fn a_node_api_answers_only_the_api_server() {
             .unwrap_or(0);
         port != 0
     });
-    let node_token = std::fs::read_to_string(server.data_dir.join("node-token")).unwrap();
+    // The very token this node's API demands of the API server.
+    let node = server.get("/api/v1/nodes")["items"][0]["metadata"]["name"].clone();
+    let node_token = node_key(&server).api_token(node.as_str().unwrap());
     let url = format!("https://127.0.0.1:{port}/containerLogs/default/none/main");
 
     // The node's certificate is the cluster CA's, for the node's address: the handshake
@@ -317,7 +325,7 @@ fn the_fabric_takes_only_nodes() {
             !endpoint.is_empty()
         },
     );
-    let node_token = std::fs::read_to_string(server.data_dir.join("node-token")).unwrap();
+    let node_token = node_key(&server).fabric_token();
     // The fabric speaks HTTP/2 CONNECT; any HTTP request is enough to be turned away before
     // a stream could open: over TLS without a client certificate, or in plain text.
     for url in [
@@ -334,4 +342,145 @@ fn the_fabric_takes_only_nodes() {
             "{url} answered a caller that is no node: {answer:?}"
         );
     }
+}
+
+/// Nodes join with an expiring token from `skiff token create` and never hold more: the
+/// node exchanges it once for a credential of its own (kept owner-only in its data
+/// directory, and enough after a restart without the join token); an expired or deleted
+/// join token is refused saying what to do; deleting the node's credential Secret
+/// revokes it.
+#[test]
+fn nodes_join_with_expiring_tokens_and_keep_their_own_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &["--no-node"]);
+    let node_dir = dir.path().join("n1");
+    let mut node = NodeProcess::start(&server, "n1", &node_dir, &[]);
+    let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
+    let renewed = || server.get(lease)["spec"]["renewTime"].clone();
+    wait_for("node n1's first heartbeat", Duration::from_secs(60), || {
+        renewed().is_string()
+    });
+
+    // The node's credential is its own: not the join token, not the admin's.
+    let path = node_dir.join("credential.json");
+    let credential: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(credential["user"], "system:node:n1");
+    let token = credential["token"].as_str().unwrap();
+    assert_ne!(token, server.join_token());
+    assert_ne!(token, server.token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the credential is open to others: {mode:o}"
+        );
+    }
+    let as_node = |path: &str| {
+        server
+            .client()
+            .get(format!("{}{path}", server.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(as_node("/api/v1/nodes/n1"), 200);
+    assert_eq!(
+        as_node("/apis/apps/v1/deployments"),
+        403,
+        "a node is no admin"
+    );
+    // The join token itself may do nothing but join.
+    let listing = server
+        .client()
+        .get(format!("{}/api/v1/nodes", server.url))
+        .bearer_auth(server.join_token())
+        .send()
+        .unwrap();
+    assert_eq!(listing.status(), 403, "a join token listing nodes");
+
+    // Restarted without the join token, the node carries on with its own credential.
+    node.kill();
+    let before = renewed();
+    let mut restarted = NodeProcess {
+        child: NodeProcess::command(&server, "n1", &node_dir)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    };
+    wait_for(
+        "node n1's heartbeat after a restart",
+        Duration::from_secs(60),
+        || renewed() != before,
+    );
+
+    // Revoked, its credential gets it nowhere, and it says what to do.
+    restarted.kill();
+    let (status, answer) = server.send(
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/kube-system/secrets/skiff-node-n1",
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let refused = node_fails(NodeProcess::command(&server, "n1", &node_dir));
+    assert!(
+        refused.contains("refused the credential kept in"),
+        "{refused}"
+    );
+    assert_eq!(as_node("/api/v1/nodes/n1"), 401);
+
+    // Join tokens that expired, or were deleted, join no one.
+    let expiring = server.cli(&["token", "create", "--ttl", "1s", "--description", "short"]);
+    assert!(expiring.status.success(), "{expiring:?}");
+    let expiring = String::from_utf8(expiring.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let id = expiring.split('.').next().unwrap().to_string();
+    wait_for("the token to expire", Duration::from_secs(30), || {
+        let list = String::from_utf8(server.cli(&["token", "list"]).stdout).unwrap();
+        list.lines()
+            .any(|line| line.starts_with(&id) && line.contains("expired"))
+    });
+    let mut join = NodeProcess::command(&server, "n2", &dir.path().join("n2"));
+    join.env("SKIFF_JOIN_TOKEN", &expiring);
+    let refused = node_fails(join);
+    assert!(refused.contains("unknown or has expired"), "{refused}");
+
+    let deleted = server.cli(&["token", "create"]);
+    let deleted = String::from_utf8(deleted.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let gone = server.cli(&["token", "delete", &deleted]);
+    assert!(gone.status.success(), "{gone:?}");
+    let mut join = NodeProcess::command(&server, "n3", &dir.path().join("n3"));
+    join.env("SKIFF_JOIN_TOKEN", &deleted);
+    assert!(node_fails(join).contains("unknown or has expired"));
+
+    // Without a credential or a join token, the node says what it needs.
+    let needs = node_fails(NodeProcess::command(&server, "n4", &dir.path().join("n4")));
+    assert!(needs.contains("skiff token create"), "{needs}");
+}
+
+/// Runs a `skiff node` that must fail; returns its standard error.
+fn node_fails(mut command: Command) -> String {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+    let mut status = None;
+    wait_for("the node to give up", Duration::from_secs(30), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        !status.unwrap().success(),
+        "the node did not fail: {stderr}"
+    );
+    stderr
 }

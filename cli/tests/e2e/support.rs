@@ -11,6 +11,8 @@ pub struct Server {
     pub url: String,
     pub token: String,
     pub data_dir: PathBuf,
+    /// The join token nodes started by [`NodeProcess::start`] share, made on first use.
+    join_token: std::sync::OnceLock<String>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
             url,
             token,
             data_dir: data_dir.to_path_buf(),
+            join_token: std::sync::OnceLock::new(),
         };
         wait_for("the server to be ready", Duration::from_secs(30), || {
             server
@@ -101,6 +104,25 @@ impl Server {
         let response = request.send().expect("request");
         let status = response.status().as_u16();
         (status, response.json().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Runs the CLI against this server, as its administrator (the kubeconfig it wrote).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("--kubeconfig")
+            .arg(self.data_dir.join("kubeconfig"))
+            .args(args)
+            .output()
+            .expect("run skiff")
+    }
+
+    /// A join token for nodes, made as an operator makes one: `skiff token create`.
+    pub fn join_token(&self) -> &str {
+        self.join_token.get_or_init(|| {
+            let out = self.cli(&["token", "create", "--ttl", "1h"]);
+            assert!(out.status.success(), "skiff token create: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
     }
 
     /// The cluster CA's certificate file, which `--certificate-authority` takes.
@@ -222,9 +244,19 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `skiff node NAME` over `data_dir`, joined to `server`, with extra arguments.
     pub fn start(server: &Server, name: &str, data_dir: &Path, extra: &[&str]) -> NodeProcess {
-        let token = std::fs::read_to_string(server.data_dir.join("node-token"))
-            .expect("node-token written");
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = Self::command(server, name, data_dir)
+            .args(extra)
+            .env("SKIFF_JOIN_TOKEN", server.join_token())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn skiff node");
+        NodeProcess { child }
+    }
+
+    /// `skiff node NAME` over `data_dir` for `server`, without a join token.
+    pub fn command(server: &Server, name: &str, data_dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        command
             .args([
                 "node",
                 "--server",
@@ -236,14 +268,10 @@ impl NodeProcess {
             .arg(server.ca_file())
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
-            .env("SKIFF_NODE_TOKEN", token.trim())
+            .env_remove("SKIFF_JOIN_TOKEN")
             .env("SKIFF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn skiff node");
-        NodeProcess { child }
+            .stdout(Stdio::null());
+        command
     }
 
     /// Kills the process with SIGKILL.

@@ -105,14 +105,16 @@ pub async fn authenticate(
         .map(str::trim);
     // The tokens given at start first, then those made at runtime (`skiff create
     // token`), which live hashed in Secrets and reach us through the access index.
+    // A join token past its expiration proves nothing.
     let user = token.and_then(|t| {
         let hashed = hash(t);
-        server
-            .auth
-            .tokens
-            .get(&hashed)
-            .cloned()
-            .or_else(|| server.access.snapshot().token_user(&hashed).cloned())
+        server.auth.tokens.get(&hashed).cloned().or_else(|| {
+            let access = server.access.snapshot();
+            let credential = access.token_credential(&hashed)?;
+            credential
+                .valid_at(std::time::SystemTime::now())
+                .then(|| credential.user.clone())
+        })
     });
     match user {
         Some(user) => {

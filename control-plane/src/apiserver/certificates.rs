@@ -57,8 +57,7 @@ pub struct NodeCertificate {
     pub api_server_client_ca: String,
 }
 
-/// Signs the certificate request of node `name` for `user`: the node itself (or, until
-/// nodes have their own credentials, any node or an admin).
+/// Signs the certificate request of node `name` for `user`: the node itself or an admin.
 pub(crate) async fn sign(
     server: &ApiServer,
     rt: &ResourceType,
@@ -109,11 +108,7 @@ fn may_request(user: Option<&User>, node: &str) -> bool {
     if in_group("system:masters") {
         return true;
     }
-    match user.name.strip_prefix("system:node:") {
-        Some(own) => own == node,
-        // The shared node credential of clusters from before per-node credentials.
-        None => user.name == "system:node" && in_group("system:nodes"),
-    }
+    user.name.strip_prefix("system:node:") == Some(node) && in_group("system:nodes")
 }
 
 /// The node's addresses and host name from `status.addresses`.

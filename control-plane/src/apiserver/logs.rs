@@ -74,7 +74,12 @@ pub async fn pod_log(
         }
     };
     let (address, node_name) = node_api_address(server, &pod, name).await?;
-    let Some(token) = server.config.node_api_token.as_deref() else {
+    let Some(token) = server
+        .config
+        .node_key
+        .as_ref()
+        .map(|key| key.api_token(&node_name))
+    else {
         return Err(ApiError::forbidden(
             "this API server has no credential for node APIs: logs are unavailable",
         ));

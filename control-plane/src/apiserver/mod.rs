@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authz;
 pub mod bounded;
 pub mod certificates;
+pub mod credentials;
 mod discovery;
 pub mod error;
 mod handlers;
@@ -23,6 +24,7 @@ pub mod rbac;
 pub mod registry;
 mod request;
 pub mod throttle;
+pub mod tokens;
 mod watch;
 
 use std::sync::Arc;
@@ -63,9 +65,9 @@ pub struct ApiServerConfig {
     pub compaction_interval: Duration,
     /// Where pushed wasm modules are kept; `None` turns the module store off.
     pub modules_dir: Option<std::path::PathBuf>,
-    /// The bearer token node APIs accept, for `pods/NAME/log`. Default none: logs
-    /// are unavailable.
-    pub node_api_token: Option<String>,
+    /// What each node's API token (for logs and port-forward) and the fabric token
+    /// derive from (see [`credentials`]). Default none: node APIs are unavailable.
+    pub node_key: Option<credentials::NodeKey>,
     /// Where ClusterIPs and nodes' pod ranges come from.
     pub ranges: allocator::Ranges,
     /// Signs nodes' certificates (`nodes/NAME/certificate`); `None`: no node gets one.
@@ -86,7 +88,7 @@ impl Default for ApiServerConfig {
             bookmark_interval: Duration::from_secs(60),
             history_revisions: 100_000,
             compaction_interval: Duration::from_secs(5 * 60),
-            node_api_token: None,
+            node_key: None,
             modules_dir: None,
             ranges: allocator::Ranges::default(),
             node_signer: None,
@@ -392,6 +394,12 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let user = parts.extensions.get::<auth::User>();
             certificates::sign(&server, rt, name, user, request).await
         }
+        (&Method::POST, Some(name), Some("credential")) if rt.kind == "Node" => {
+            let Some(user) = parts.extensions.get::<auth::User>() else {
+                return Err(ApiError::unauthorized());
+            };
+            credentials::exchange(&server, name, user).await
+        }
         (&Method::GET, Some(name), Some("log")) if rt.kind == "Pod" => {
             let params = logs::LogParams::parse(parts.uri.query())?;
             logs::pod_log(&server, rt, ns, name, params).await
@@ -445,7 +453,7 @@ fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
         "scale" => rt.scalable,
         "binding" => rt.kind == "Pod",
         "finalize" => rt.kind == "Namespace",
-        "certificate" => rt.kind == "Node",
+        "certificate" | "credential" => rt.kind == "Node",
         "log" | "portforward" => rt.kind == "Pod",
         _ => false,
     }

@@ -55,7 +55,12 @@ pub async fn port_forward(
         )));
     }
     let (address, node_name) = super::logs::node_api_address(server, &pod, name).await?;
-    let Some(token) = server.config.node_api_token.as_deref() else {
+    let Some(token) = server
+        .config
+        .node_key
+        .as_ref()
+        .map(|key| key.api_token(&node_name))
+    else {
         return Err(ApiError::forbidden(
             "this API server has no credential for node APIs: port forwarding is unavailable",
         ));

@@ -22,18 +22,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use skiff_api::core::Secret;
 use skiff_api::rbac::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, Subject};
 
 use super::auth::User;
+use super::tokens::{self, Credential};
 use crate::store::{ListOptions, Revision, Store, StoreError};
 
 /// The store prefix of every RBAC kind.
 pub const RBAC_PREFIX: &str = "/rbac.authorization.k8s.io/";
-/// The store prefix of the Secrets that may hold API tokens.
-pub const TOKEN_SECRETS_PREFIX: &str = "/core/secrets/kube-system/";
-/// The Secret type of an API token made at runtime (`skiff create token`).
-pub const TOKEN_SECRET_TYPE: &str = "skiff.dev/token";
 /// Everyone with a valid credential is in this group, as in Kubernetes.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// The group allowed everything without any binding.
@@ -161,8 +157,8 @@ impl Grants {
 pub struct Snapshot {
     cluster: Grants,
     namespaces: HashMap<String, Grants>,
-    /// Users of tokens made at runtime, by the token's SHA-256.
-    tokens: HashMap<[u8; 32], User>,
+    /// Credentials of tokens made at runtime, by the token's SHA-256.
+    tokens: HashMap<[u8; 32], Credential>,
     /// The store revision the snapshot was read at (at least).
     pub revision: Revision,
 }
@@ -183,8 +179,8 @@ impl Snapshot {
                 .is_some_and(|grants| grants.allows(user, action))
     }
 
-    /// The user of a token made at runtime, by the token's SHA-256.
-    pub fn token_user(&self, hash: &[u8; 32]) -> Option<&User> {
+    /// The credential of a token made at runtime, by the token's SHA-256.
+    pub fn token_credential(&self, hash: &[u8; 32]) -> Option<&Credential> {
         self.tokens.get(hash)
     }
 
@@ -240,7 +236,7 @@ impl Snapshot {
                 }
             }
         }
-        snapshot.tokens = load_tokens(store).await?;
+        snapshot.tokens = tokens::load(store).await?;
         Ok(snapshot)
     }
 }
@@ -265,62 +261,6 @@ async fn list<T: DeserializeOwned>(
         })
         .collect();
     Ok((objects, page.revision))
-}
-
-/// The users of `skiff.dev/token` Secrets in `kube-system`.
-///
-/// Such a token proves only a user name, never a group, and never a `system:` name:
-/// whoever may write Secrets in `kube-system` could otherwise mint node or master
-/// identities. Its rights come from bindings of that user name alone.
-async fn load_tokens(store: &dyn Store) -> Result<HashMap<[u8; 32], User>, StoreError> {
-    let page = store
-        .list(TOKEN_SECRETS_PREFIX, ListOptions::default())
-        .await?;
-    let mut tokens = HashMap::new();
-    for kv in &page.items {
-        let Ok(secret) = serde_json::from_slice::<Secret>(&kv.value) else {
-            continue;
-        };
-        if secret.type_.as_deref() != Some(TOKEN_SECRET_TYPE) {
-            continue;
-        }
-        match token_of(&secret) {
-            Ok((hash, user)) => {
-                tokens.insert(hash, user);
-            }
-            Err(problem) => tracing::warn!(
-                secret = secret.metadata.name(),
-                "ignoring token secret: {problem}"
-            ),
-        }
-    }
-    Ok(tokens)
-}
-
-/// The token hash and user a token Secret holds, or what is wrong with it.
-fn token_of(secret: &Secret) -> Result<([u8; 32], User), String> {
-    let text = |key: &str| {
-        secret
-            .value(key)
-            .and_then(|v| String::from_utf8(v).ok())
-            .ok_or_else(|| format!("data.{key} is missing or not base64 of UTF-8"))
-    };
-    let hex = text("tokenHash")?;
-    let hash = super::auth::parse_hash(hex.trim())
-        .map_err(|problem| format!("data.tokenHash: {problem}"))?;
-    let name = text("user")?;
-    if name.is_empty() || name.starts_with("system:") {
-        return Err(format!(
-            "data.user: {name:?} is empty or a reserved system: name"
-        ));
-    }
-    Ok((
-        hash,
-        User {
-            name,
-            groups: Vec::new(),
-        },
-    ))
 }
 
 /// The current [`Snapshot`], swapped whole on every rebuild.
@@ -364,7 +304,7 @@ impl AccessIndex {
     async fn follow_once(&self, store: &dyn Store) -> Result<(), StoreError> {
         let revision = self.rebuild(store).await?;
         let rbac = store.watch(RBAC_PREFIX, revision).await?;
-        let tokens = store.watch(TOKEN_SECRETS_PREFIX, revision).await?;
+        let tokens = store.watch(tokens::TOKEN_SECRETS_PREFIX, revision).await?;
         let mut changes = futures::stream::select(rbac, tokens);
         while let Some(change) = changes.next().await {
             let mut newest = change?.revision();
@@ -458,8 +398,8 @@ const READ: [&str; 3] = ["get", "list", "watch"];
 const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// The roles and bindings every cluster starts with, as Kubernetes' bootstrap policy:
-/// ClusterRoles (`cluster-admin`, `view`, `edit`, `system:discovery`, `system:node`)
-/// first, then ClusterRoleBindings. Created at start when absent; never overwritten, so
+/// ClusterRoles (`cluster-admin`, `view`, `edit`, `system:discovery`, `system:node`,
+/// `system:node-bootstrapper`) first, then ClusterRoleBindings. Created at start when absent; never overwritten, so
 /// an administrator's changes to them stay.
 ///
 /// - `cluster-admin`: everything, bound to `system:masters` (who are allowed everything
@@ -472,6 +412,8 @@ const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollecti
 /// - `system:node`: exactly what the node agent (`node/src`) calls, bound to
 ///   `system:nodes`. Which Node, Lease and pods a node `system:node:NAME` may write
 ///   is narrowed further by [`super::authz`]'s node restriction.
+/// - `system:node-bootstrapper`: exchanging a join token for a node's own credential
+///   (`nodes/NAME/credential`), bound to `system:bootstrappers`.
 pub fn bootstrap_policy() -> Vec<serde_json::Value> {
     let workloads_core = [
         "pods",
@@ -544,9 +486,18 @@ pub fn bootstrap_policy() -> Vec<serde_json::Value> {
             }]),
         ),
         cluster_role("system:node", node),
+        cluster_role(
+            "system:node-bootstrapper",
+            json!([{ "apiGroups": [""], "resources": ["nodes/credential"], "verbs": ["create"] }]),
+        ),
         cluster_binding("cluster-admin", "cluster-admin", MASTERS_GROUP),
         cluster_binding("system:discovery", "system:discovery", AUTHENTICATED_GROUP),
         cluster_binding("system:node", "system:node", NODES_GROUP),
+        cluster_binding(
+            "system:node-bootstrapper",
+            "system:node-bootstrapper",
+            tokens::BOOTSTRAPPERS_GROUP,
+        ),
     ]
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Callers: no token and a bad token (401 everywhere), a viewer made as `skiff create
 //! token --role viewer --namespace team` makes one (a `skiff.dev/token` Secret and a
-//! RoleBinding to `view`), the admin (`system:masters`), and the node `node-1` on its
-//! own objects and on `node-2`'s. Each caller runs on a fresh server, so the writes it
-//! is allowed cannot change what a later row sees.
+//! RoleBinding to `view`), the admin (`system:masters`), the node `node-1` on its own
+//! objects and on `node-2`'s, a join token (which may only exchange itself for a node's
+//! credential) and an expired one (401 everywhere). Each caller runs on a fresh server,
+//! so the writes it is allowed cannot change what a later row sees.
 //!
 //! "Allowed" means authorization let the request through: the handler's own answer
 //! (200, 201, 404, 409, 422, even a handler's 403 for a protected namespace) is not
@@ -27,7 +28,9 @@ use tower::ServiceExt;
 const ADMIN: &str = "admin-token";
 const NODE_1: &str = "node-1-token";
 const NODE_2: &str = "node-2-token";
-const SHARED_NODE: &str = "shared-node-token";
+/// A join token (`skiff token create`), and one past its expiration.
+const JOIN: &str = "abcdef.0123456789abcdef";
+const EXPIRED_JOIN: &str = "zyxwvu.0123456789abcdef";
 const VIEWER: &str = "viewer-token-made-at-runtime";
 const VIEWER_USER: &str = "viewer-team";
 const NS: &str = "team";
@@ -85,6 +88,7 @@ const MATRIX: &[Row] = &[
     row("secrets",               "nnnnnnnn",       "yyynnnnn",   "yyynnnnn"),
     row("nodes",                 "nnnnnnnn",       "yyyyyynn",   "yyynnnnn"),
     row("nodes/status",          "n...nn..",       "n...yy..",   "n...nn.."),
+    row("nodes/credential",      "...n....",       "...n....",   "...n...."),
     row("leases",                "nnnnnnnn",       "yyyyyynn",   "yyynnnnn"),
     row("events",                "yyynnnnn",       "nnnynynn",   "nnnynynn"),
     row("deployments",           "yyynnnnn",       "nnnnnnnn",   "nnnnnnnn"),
@@ -301,6 +305,9 @@ fn request_for(verb: &str, t: &Target) -> (Method, String, &'static str, Option<
             json,
             None,
         ),
+        "create" if t.subresource.as_deref() == Some("credential") => {
+            (Method::POST, sub(&object), json, Some(json!({})))
+        }
         "create" if t.subresource.as_deref() == Some("binding") => (
             Method::POST,
             sub(&object),
@@ -343,7 +350,6 @@ impl Cluster {
         auth.add_token(ADMIN, user("admin", "system:masters"));
         auth.add_token(NODE_1, user("system:node:node-1", "system:nodes"));
         auth.add_token(NODE_2, user("system:node:node-2", "system:nodes"));
-        auth.add_token(SHARED_NODE, user("system:node", "system:nodes"));
         let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
             .await
             .expect("server");
@@ -409,6 +415,8 @@ impl Cluster {
             self.create(&t.collection, t.object).await;
         }
         make_viewer_token(self, NS).await;
+        make_join_token(self, JOIN, "2100-01-01T00:00:00Z").await;
+        make_join_token(self, EXPIRED_JOIN, "2000-01-01T00:00:00Z").await;
     }
 }
 
@@ -433,6 +441,26 @@ async fn make_viewer_token(cluster: &Cluster, namespace: &str) {
                 "metadata": { "name": format!("skiff-token-{VIEWER_USER}") },
                 "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
                 "subjects": [{ "kind": "User", "name": VIEWER_USER }],
+            }),
+        )
+        .await;
+}
+
+/// What `skiff token create` makes: a bootstrap token Secret holding the token's hash.
+async fn make_join_token(cluster: &Cluster, token: &str, expiration: &str) {
+    let id = token.split('.').next().unwrap();
+    cluster
+        .create(
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({
+                "metadata": { "name": format!("bootstrap-token-{id}") },
+                "type": "bootstrap.kubernetes.io/token",
+                "stringData": {
+                    "token-id": id,
+                    "tokenHash": token_hash_hex(token),
+                    "expiration": expiration,
+                    "usage-bootstrap-authentication": "true",
+                },
             }),
         )
         .await;
@@ -777,36 +805,117 @@ async fn node_restriction_covers_bodies_and_lease_namespaces() {
     assert_eq!(answer["status"]["phase"], "Running");
 }
 
-/// The shared node credential of `skiff server` (user `system:node`, no node name) keeps
-/// every node right, on any node's objects, until nodes get their own tokens; it is not
-/// an admin.
+/// A join token may exchange itself for a node's credential (`nodes/NAME/credential`)
+/// and do nothing else; past its expiration it is no credential at all (401).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shared_node_credential_has_node_rights_not_admin_rights() {
+async fn a_join_token_only_joins_and_an_expired_one_nothing() {
     let cluster = Cluster::start().await;
-    let both = |r: &Row| {
-        // Whatever node-1 may do to its own objects, for anyone's.
-        r.node_own
+    let only_joining = |r: &Row| -> &'static str {
+        if r.resource == "nodes/credential" {
+            "...y...."
+        } else if r.resource == "namespaces" {
+            "nnnnnnnn"
+        } else {
+            deny_all(r.viewer)
+        }
     };
-    let wrong = run_matrix(
-        &cluster,
-        SHARED_NODE,
-        both,
-        NS,
-        Whose::Node2,
-        "kube-node-lease",
-    )
-    .await;
-    assert_none("the shared node credential", wrong);
-    let (status, answer) = send(
-        &cluster.router,
-        Some(SHARED_NODE),
-        Method::GET,
-        "/metrics",
-        "",
-        None,
-    )
-    .await;
-    assert!(denied_by_authorizer(status, &answer), "{status} {answer}");
+    let wrong = run_matrix(&cluster, JOIN, only_joining, NS, Whose::Node1, NS).await;
+    assert_none("a join token", wrong);
+    for (path, _, _) in NON_RESOURCE {
+        let (status, answer) = send(&cluster.router, Some(JOIN), Method::GET, path, "", None).await;
+        let expected = path.starts_with("/api") || *path == "/version";
+        assert_eq!(
+            !denied_by_authorizer(status, &answer),
+            expected,
+            "join token GET {path}: {status} {answer}"
+        );
+    }
+
+    for (column, verb) in VERBS.iter().enumerate() {
+        for row in MATRIX {
+            if row.viewer.as_bytes()[column] == b'.' {
+                continue;
+            }
+            let t = target(row.resource, NS, Whose::Node1, NS);
+            let (method, path, content_type, body) = request_for(verb, &t);
+            let (status, answer) = send(
+                &cluster.router,
+                Some(EXPIRED_JOIN),
+                method,
+                &path,
+                content_type,
+                body.as_ref(),
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{verb} {} with an expired join token: {answer}",
+                row.resource
+            );
+        }
+    }
+}
+
+/// The exchange: a join token gets a node a credential of its own, which works at once,
+/// names that node, and replaces the one it had; the join token cannot be used as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_token_gets_a_node_its_own_credential() {
+    let cluster = Cluster::start().await;
+    let exchange = |node: &'static str| {
+        let router = cluster.router.clone();
+        async move {
+            send(
+                &router,
+                Some(JOIN),
+                Method::POST,
+                &format!("/api/v1/nodes/{node}/credential"),
+                "application/json",
+                Some(&json!({})),
+            )
+            .await
+        }
+    };
+    let (status, first) = exchange("node-9").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["kind"], "NodeCredential");
+    assert_eq!(first["user"], "system:node:node-9");
+    let token = first["token"].as_str().unwrap().to_string();
+    // It is node-9: it may register node-9 and no other.
+    let register = |token: String, name: &'static str| {
+        let router = cluster.router.clone();
+        async move {
+            send(
+                &router,
+                Some(&token),
+                Method::POST,
+                "/api/v1/nodes",
+                "application/json",
+                Some(&json!({ "metadata": { "name": name } })),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(register(token.clone(), "node-9").await, StatusCode::CREATED);
+    assert_eq!(
+        register(token.clone(), "node-8").await,
+        StatusCode::FORBIDDEN
+    );
+    // Asking again replaces it: the first credential is revoked.
+    let (_, second) = exchange("node-9").await;
+    assert_ne!(second["token"], first["token"]);
+    let (status, _) = send(&cluster.router, Some(&token), Method::GET, "/api", "", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Node names are checked.
+    let (status, answer) = exchange("Not_A_Name").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("metadata.name")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
