@@ -1610,6 +1610,56 @@ impl Pod {
     }
 }
 
+/// A ConfigMap or Secret a pod uses: `kind` is the resource (`configmaps`, `secrets`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodReference {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+impl PodSpec {
+    /// The ConfigMaps and Secrets the pod uses, in its namespace: through volumes, `env`
+    /// (`configMapKeyRef`, `secretKeyRef`) and `envFrom`, of every container and init
+    /// container. Sorted, without repeats. What a node may read for the pod.
+    pub fn references(&self) -> Vec<PodReference> {
+        let reference = |kind: &'static str, name: &str| PodReference {
+            kind,
+            name: name.to_string(),
+        };
+        let mut found = Vec::new();
+        for volume in &self.volumes {
+            if let Some(source) = &volume.config_map {
+                found.push(reference("configmaps", &source.name));
+            }
+            if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.as_ref()) {
+                found.push(reference("secrets", name));
+            }
+        }
+        for container in self.init_containers.iter().chain(&self.containers) {
+            for source in container.env.iter().filter_map(|e| e.value_from.as_ref()) {
+                if let Some(key) = &source.config_map_key_ref {
+                    found.push(reference("configmaps", &key.name));
+                }
+                if let Some(key) = &source.secret_key_ref {
+                    found.push(reference("secrets", &key.name));
+                }
+            }
+            for source in &container.env_from {
+                if let Some(map) = &source.config_map_ref {
+                    found.push(reference("configmaps", &map.name));
+                }
+                if let Some(secret) = &source.secret_ref {
+                    found.push(reference("secrets", &secret.name));
+                }
+            }
+        }
+        found.retain(|r| !r.name.is_empty());
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Pod defaults
 
@@ -3895,6 +3945,42 @@ mod tests {
             "nothing lost, nothing added"
         );
         typed
+    }
+
+    #[test]
+    fn a_pod_references_the_config_maps_and_secrets_of_its_volumes_and_env() {
+        let spec: PodSpec = serde_json::from_value(json!({
+            "initContainers": [{ "name": "init", "image": "i.wasm",
+                "envFrom": [{ "secretRef": { "name": "init-secret" } }] }],
+            "containers": [{ "name": "main", "image": "m.wasm",
+                "env": [
+                    { "name": "A", "valueFrom": { "configMapKeyRef": { "name": "settings", "key": "a" } } },
+                    { "name": "B", "valueFrom": { "secretKeyRef": { "name": "db", "key": "password" } } },
+                    { "name": "C", "value": "plain" },
+                ],
+                "envFrom": [{ "configMapRef": { "name": "settings" } }] }],
+            "volumes": [
+                { "name": "v1", "configMap": { "name": "files" } },
+                { "name": "v2", "secret": { "secretName": "tls" } },
+                { "name": "v3", "emptyDir": {} },
+            ],
+        }))
+        .unwrap();
+        let found: Vec<String> = spec
+            .references()
+            .iter()
+            .map(|r| format!("{}/{}", r.kind, r.name))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "configmaps/files",
+                "configmaps/settings",
+                "secrets/db",
+                "secrets/init-secret",
+                "secrets/tls",
+            ]
+        );
     }
 
     fn realistic_pod() -> Value {

@@ -19,6 +19,7 @@ mod probe;
 mod register;
 mod serve;
 mod services;
+mod sources;
 mod udp;
 mod volumes;
 
@@ -27,11 +28,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::core::{ConfigMap, Endpoints, Node, Pod, Secret, Service};
+use skiff_api::core::{Endpoints, Node, Pod, Service};
 use skiff_client::{Api, Client, Informer, ObjectRef, Store, WatcherParams};
 use skiff_runtime::Runtime;
 
 use self::pod::PodWorker;
+
+/// A task aborted when dropped.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Settings of a node agent.
 #[derive(Clone, Debug)]
@@ -112,10 +122,8 @@ pub struct NodeContext {
     pub pods: Store<Pod>,
     /// Log files being written, for followers.
     pub logs: logs::LiveLogs,
-    /// Every ConfigMap, watched to keep the pods' projected volumes current.
-    pub config_maps: Informer<ConfigMap>,
-    /// Every Secret, watched for the same reason.
-    pub secrets: Informer<Secret>,
+    /// Watches of the ConfigMaps and Secrets the pods project, to keep them current.
+    pub sources: sources::SourceWatches,
     /// The HTTPS client `https://` modules are downloaded with.
     pub module_client: reqwest::Client,
     /// Addresses of this node's pods, once the node knows its pod range.
@@ -194,8 +202,7 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
     let ctx = Arc::new(NodeContext {
         pods: informer.store(),
         logs: logs::LiveLogs::default(),
-        config_maps: Informer::new(Api::all(client.clone()), WatcherParams::default()),
-        secrets: Informer::new(Api::all(client.clone()), WatcherParams::default()),
+        sources: sources::SourceWatches::new(client.clone()),
         module_client,
         pod_ips: std::sync::Mutex::new(None),
         network: pod_network.clone(),

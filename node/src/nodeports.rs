@@ -9,7 +9,7 @@ use std::sync::Arc;
 use skiff_api::core::Service;
 use skiff_client::Store;
 
-use crate::NodeContext;
+use crate::{AbortOnDrop, NodeContext};
 
 /// The node ports this node listens on, each with the ClusterIP:port it leads to.
 #[derive(Default)]
@@ -155,13 +155,4 @@ pub fn open_host_ports(
         })));
     }
     open
-}
-
-/// A task aborted when dropped.
-pub struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

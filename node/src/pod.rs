@@ -21,9 +21,9 @@ use skiff_client::{Api, DeleteParams, Patch};
 use skiff_runtime::{ContainerSpec, ExitStatus, PodNetwork, Workload, WorkloadKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::NodeContext;
 use crate::logs::{FileSink, log_path};
 use crate::probe::{self, Probes, Target};
+use crate::{AbortOnDrop, NodeContext};
 
 /// Handle of a pod's worker. Dropping it aborts the worker (and with it every container).
 pub struct PodWorker {
@@ -244,7 +244,7 @@ impl Worker {
         updates: &mut watch::Receiver<Option<Arc<Pod>>>,
         network: Option<PodNetwork>,
     ) {
-        let mut sources = SourceChanges::new(&self.ctx, &self.pod);
+        let mut sources = SourceChanges::new(&self.ctx, &self.pod).await;
         // A missing ConfigMap or Secret may yet be created: try again when one of the
         // pod's sources changes (or after a while, for API errors), until deleted.
         let sandbox = loop {
@@ -502,51 +502,36 @@ impl Worker {
 
 /// Changes of the ConfigMaps and Secrets a pod's volumes project.
 struct SourceChanges {
-    namespace: String,
-    config_maps: Option<skiff_client::Changes<skiff_api::core::ConfigMap>>,
-    secrets: Option<skiff_client::Changes<skiff_api::core::Secret>>,
-    names: Vec<(&'static str, String)>,
+    subscriptions: Vec<crate::sources::Subscription>,
 }
 
 impl SourceChanges {
-    fn new(ctx: &NodeContext, pod: &Pod) -> SourceChanges {
-        let names = crate::volumes::sources(pod);
-        let wants = |kind: &str| names.iter().any(|(k, _)| *k == kind);
-        SourceChanges {
-            namespace: pod.metadata.namespace().to_string(),
-            config_maps: wants("configmap").then(|| ctx.config_maps.subscribe()),
-            secrets: wants("secret").then(|| ctx.secrets.subscribe()),
-            names,
+    /// Follows the pod's sources; returns once each is listed (or after a while, if the
+    /// API does not answer), so that no change after this moment is missed.
+    async fn new(ctx: &NodeContext, pod: &Pod) -> SourceChanges {
+        let namespace = pod.metadata.namespace();
+        let subscriptions: Vec<_> = crate::volumes::sources(pod)
+            .into_iter()
+            .map(|(kind, name)| ctx.sources.subscribe(kind, namespace, &name))
+            .collect();
+        let listed = futures::future::join_all(subscriptions.iter().map(|s| s.listed()));
+        if tokio::time::timeout(Duration::from_secs(10), listed)
+            .await
+            .is_err()
+        {
+            tracing::warn!(pod = %pod.metadata.name(), "the pod's ConfigMaps and Secrets are not watched yet; going on");
         }
+        SourceChanges { subscriptions }
     }
 
     /// Resolves when one of the sources changes (appears, changes or goes); never if
     /// the pod projects none.
     async fn next(&mut self) {
-        loop {
-            let (kind, key) = tokio::select! {
-                Some(key) = next_key(&mut self.config_maps) => ("configmap", key),
-                Some(key) = next_key(&mut self.secrets) => ("secret", key),
-                else => return std::future::pending().await,
-            };
-            let ours = key.namespace.as_deref() == Some(self.namespace.as_str())
-                && self
-                    .names
-                    .iter()
-                    .any(|(k, name)| *k == kind && *name == key.name);
-            if ours {
-                return;
-            }
+        if self.subscriptions.is_empty() {
+            return std::future::pending().await;
         }
-    }
-}
-
-async fn next_key<K>(
-    changes: &mut Option<skiff_client::Changes<K>>,
-) -> Option<skiff_client::ObjectRef> {
-    match changes {
-        Some(changes) => changes.next().await,
-        None => None,
+        let changes = self.subscriptions.iter_mut().map(|s| Box::pin(s.changed()));
+        futures::future::select_all(changes).await;
     }
 }
 
@@ -956,16 +941,8 @@ pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
 /// What a pod's containers share: its volumes and its place in the pod network.
 struct Sandbox {
     volumes: Arc<crate::volumes::Volumes>,
     network: Option<PodNetwork>,
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{NodeProcess, Server, wait_for};
+use crate::support::{NodeProcess, PODS, Server, start_cluster, wait_for};
 
 #[test]
 fn the_api_is_served_over_tls_from_the_cluster_ca_which_survives_restarts() {
@@ -483,4 +483,60 @@ fn node_fails(mut command: Command) -> String {
         "the node did not fail: {stderr}"
     );
     stderr
+}
+
+/// A node reads the Secrets its pods use and no others: a pod on node-1 gets its Secret
+/// (through `env`), while node-1's own credential cannot read a Secret none of its pods
+/// uses, nor list Secrets.
+#[test]
+fn a_node_reads_the_secrets_its_pods_use_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _nodes) = start_cluster(dir.path(), 2);
+    for (name, text) in [
+        ("greeting", "from a secret"),
+        ("unrelated", "not for node-1"),
+    ] {
+        server.create(
+            "/api/v1/namespaces/default/secrets",
+            serde_json::json!({ "metadata": { "name": name }, "stringData": { "text": text } }),
+        );
+    }
+    server.create(
+        PODS,
+        serde_json::json!({
+            "metadata": { "name": "greeter" },
+            "spec": {
+                "nodeName": "node-1",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main",
+                    "image": format!("file:{}", skiff_samples::HELLO),
+                    "env": [{ "name": "GREETING", "valueFrom": {
+                        "secretKeyRef": { "name": "greeting", "key": "text" } } }],
+                }],
+            },
+        }),
+    );
+    let (output, _) = server.ended("greeter", "Succeeded");
+    assert!(output.contains("GREETING=from a secret"), "{output}");
+
+    let credential: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("node-1/credential.json")).unwrap())
+            .unwrap();
+    let as_node_1 = |path: &str| {
+        server
+            .client()
+            .get(format!(
+                "{}/api/v1/namespaces/default/secrets{path}",
+                server.url
+            ))
+            .bearer_auth(credential["token"].as_str().unwrap())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(as_node_1("/greeting"), 200);
+    assert_eq!(as_node_1("/unrelated"), 403);
+    assert_eq!(as_node_1(""), 403, "listing every Secret");
 }

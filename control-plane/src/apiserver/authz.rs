@@ -20,6 +20,7 @@ use skiff_api::StatusDetails;
 use super::ApiServer;
 use super::auth::{PUBLIC_PATHS, User};
 use super::error::{ApiError, ApiResult};
+use super::node_graph;
 use super::rbac::{Action, NODE_USER_PREFIX, NODES_GROUP};
 use super::registry::Registry;
 use super::request::{BodyFormat, Params, Target, decode_body, read_body};
@@ -45,10 +46,17 @@ pub async fn authorize(
         Ok(action) => action,
         Err(error) => return error.into_response(),
     };
-    if !server.access.snapshot().allows(user, &action) {
+    let node = node_name(user).map(str::to_string);
+    let allowed = server.access.snapshot().allows(user, &action)
+        || match &node {
+            Some(node) => {
+                node_graph::allows(&server.node_graph, server.store.as_ref(), node, &action).await
+            }
+            None => false,
+        };
+    if !allowed {
         return forbidden(user, &action, None).into_response();
     }
-    let node = node_name(user).map(str::to_string);
     let request = match node {
         Some(node) => match restrict_node(&server, &node, &action, request).await {
             Ok(request) => request,
@@ -98,10 +106,11 @@ pub fn action_of(registry: &Registry, method: &Method, uri: &Uri) -> ApiResult<A
         _ => return Ok(non_resource(method, path)),
     };
     let named = resource.name.is_some();
+    // A query the handlers reject reads as none: they answer 400 anyway.
+    let params = Params::parse(uri.query()).ok();
     let verb = match *method {
         Method::GET | Method::HEAD => {
-            // A query the handlers reject reads as no watch: they answer 400 anyway.
-            let watch = Params::parse(uri.query()).is_ok_and(|p| p.is_watch());
+            let watch = params.as_ref().is_some_and(Params::is_watch);
             if watch {
                 "watch"
             } else if named {
@@ -124,14 +133,35 @@ pub fn action_of(registry: &Registry, method: &Method, uri: &Uri) -> ApiResult<A
     } else {
         resource.namespace
     };
+    // As in Kubernetes, a list or watch of one object by `metadata.name` is about that
+    // object, so rules (and the node authorizer) can allow it by name.
+    let name = match verb {
+        "list" | "watch" => params
+            .as_ref()
+            .and_then(|p| p.field_selector.as_deref())
+            .and_then(selected_name)
+            .or(resource.name),
+        _ => resource.name,
+    };
     Ok(Action::Resource {
         verb: verb.to_string(),
         group: resource.rt.group.to_string(),
         resource: resource.rt.plural.to_string(),
         subresource: resource.subresource,
         namespace,
-        name: resource.name,
+        name,
     })
+}
+
+/// The name a field selector of the single requirement `metadata.name=NAME` (or `==`)
+/// selects.
+fn selected_name(selector: &str) -> Option<String> {
+    let (field, value) = selector
+        .split_once("==")
+        .or_else(|| selector.split_once('='))?;
+    let value = value.trim();
+    (field.trim() == "metadata.name" && !value.is_empty() && !value.contains([',', '=', '!']))
+        .then(|| value.to_string())
 }
 
 fn non_resource(method: &Method, path: &str) -> Action {
@@ -414,6 +444,36 @@ mod tests {
                 Some("p")
             )
         );
+        // One object by name: the list or watch is about it (the watch a node keeps of
+        // a Secret its pod uses).
+        assert_eq!(
+            action(
+                Method::GET,
+                "/api/v1/namespaces/a/secrets?fieldSelector=metadata.name%3Dx"
+            ),
+            resource("list", "", "secrets", None, Some("a"), Some("x"))
+        );
+        assert_eq!(
+            action(
+                Method::GET,
+                "/api/v1/namespaces/a/secrets?watch=1&fieldSelector=metadata.name%3D%3Dx"
+            ),
+            resource("watch", "", "secrets", None, Some("a"), Some("x"))
+        );
+        for selector in [
+            "metadata.name%3Dx,type%3Dy",
+            "metadata.name!%3Dx",
+            "type%3Dx",
+        ] {
+            assert_eq!(
+                action(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/a/secrets?fieldSelector={selector}")
+                ),
+                resource("list", "", "secrets", None, Some("a"), None),
+                "{selector}"
+            );
+        }
         assert_eq!(
             action(Method::GET, &format!("{pods}/p/log")),
             resource("get", "", "pods", Some("log"), Some("default"), Some("p"))

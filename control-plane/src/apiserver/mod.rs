@@ -18,6 +18,7 @@ mod handlers;
 mod logs;
 mod metrics;
 pub mod modules;
+pub mod node_graph;
 mod object;
 pub mod portforward;
 pub mod rbac;
@@ -129,6 +130,9 @@ pub struct ApiServer {
     pub(crate) access: Arc<rbac::AccessIndex>,
     /// Keeps `access` current from the store's watch while the server lives.
     _access_follower: rbac::Follower,
+    /// Which ConfigMaps and Secrets each node's pods use (the node authorizer's).
+    pub(crate) node_graph: Arc<node_graph::NodeGraph>,
+    _node_graph_follower: rbac::Follower,
     /// Calls node APIs (logs, port-forward); see [`ApiServerConfig::node_client_tls`].
     pub(crate) http: reqwest::Client,
 }
@@ -142,7 +146,9 @@ impl ApiServer {
     ) -> ApiResult<Arc<ApiServer>> {
         let http = node_http_client(config.node_client_tls.as_ref())?;
         let access = Arc::new(rbac::AccessIndex::default());
-        let access_follower = rbac::Follower::spawn(access.clone(), store.clone());
+        let access_follower = rbac::Follower::new(access.clone().follow(store.clone()));
+        let node_graph = Arc::new(node_graph::NodeGraph::default());
+        let node_graph_follower = rbac::Follower::new(node_graph.clone().follow(store.clone()));
         let server = Arc::new(ApiServer {
             store,
             registry: Registry::builtin(),
@@ -154,6 +160,8 @@ impl ApiServer {
             http,
             access,
             _access_follower: access_follower,
+            node_graph,
+            _node_graph_follower: node_graph_follower,
         });
         server.bootstrap().await?;
         server.bootstrap_access().await?;

@@ -321,13 +321,14 @@ impl AccessIndex {
     }
 }
 
-/// The task keeping an [`AccessIndex`] current; stops when dropped (with its server).
+/// A task keeping an index (the [`AccessIndex`], the node graph) current from the
+/// store; stops when dropped (with its server).
 pub struct Follower(tokio::task::JoinHandle<()>);
 
 impl Follower {
-    /// Starts [`AccessIndex::follow`] on `store`.
-    pub fn spawn(index: Arc<AccessIndex>, store: Arc<dyn Store>) -> Follower {
-        Follower(tokio::spawn(index.follow(store)))
+    /// Runs `follow` (an index's endless `follow` loop) on a task of its own.
+    pub fn new(follow: impl std::future::Future<Output = ()> + Send + 'static) -> Follower {
+        Follower(tokio::spawn(follow))
     }
 }
 
@@ -451,8 +452,9 @@ pub fn bootstrap_policy() -> Vec<serde_json::Value> {
     ]);
     let node = json!([
         // Its pods (an informer over all pods, filtered by spec.nodeName), and the
-        // ConfigMaps, Secrets, Services, Endpoints and Nodes they and its network need.
-        { "apiGroups": [""], "resources": ["pods", "services", "endpoints", "nodes", "configmaps", "secrets", "namespaces"], "verbs": READ },
+        // Services, Endpoints and Nodes its network needs. The ConfigMaps and Secrets of
+        // its pods, and no others, the node authorizer allows (`super::node_graph`).
+        { "apiGroups": [""], "resources": ["pods", "services", "endpoints", "nodes", "namespaces"], "verbs": READ },
         // Register itself, post its status; restricted to its own Node.
         { "apiGroups": [""], "resources": ["nodes"], "verbs": ["create", "update", "patch"] },
         { "apiGroups": [""], "resources": ["nodes/status"], "verbs": ["update", "patch"] },
@@ -681,7 +683,7 @@ mod tests {
         let store: Arc<dyn Store> =
             Arc::new(crate::store::sled::SledStore::open(dir.path()).unwrap());
         let index = Arc::new(AccessIndex::default());
-        let _follower = Follower::spawn(index.clone(), store.clone());
+        let _follower = Follower::new(index.clone().follow(store.clone()));
         let alice = user("alice", &[]);
         let metrics = path("get", "/metrics");
         assert!(!index.snapshot().allows(&alice, &metrics));

@@ -84,8 +84,10 @@ const MATRIX: &[Row] = &[
     row("pods/binding",          "...n....",       "...n....",   "...n...."),
     row("services",              "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
     row("endpoints",             "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
-    row("configmaps",            "yyynnnnn",       "yyynnnnn",   "yyynnnnn"),
-    row("secrets",               "nnnnnnnn",       "yyynnnnn",   "yyynnnnn"),
+    // A node reads only the ConfigMaps and Secrets its pods use; these pods use none
+    // (see `a_node_reads_only_the_config_maps_and_secrets_its_pods_use`).
+    row("configmaps",            "yyynnnnn",       "nnnnnnnn",   "nnnnnnnn"),
+    row("secrets",               "nnnnnnnn",       "nnnnnnnn",   "nnnnnnnn"),
     row("nodes",                 "nnnnnnnn",       "yyyyyynn",   "yyynnnnn"),
     row("nodes/status",          "n...nn..",       "n...yy..",   "n...nn.."),
     row("nodes/credential",      "...n....",       "...n....",   "...n...."),
@@ -803,6 +805,123 @@ async fn node_restriction_covers_bodies_and_lease_namespaces() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["status"]["phase"], "Running");
+}
+
+/// The node authorizer: a node may get the ConfigMaps and Secrets that pods bound to it
+/// use (by volumes, `env` or `envFrom`), or list and watch one of them by
+/// `metadata.name`, from the moment the pod is bound; nothing else of those kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reads_only_the_config_maps_and_secrets_its_pods_use() {
+    let cluster = Cluster::start().await;
+    for (plural, name) in [
+        ("secrets", "db"),
+        ("secrets", "other"),
+        ("configmaps", "files"),
+    ] {
+        let kind = if plural == "secrets" {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        cluster
+            .create(
+                &format!("/api/v1/namespaces/{NS}/{plural}"),
+                json!({ "apiVersion": "v1", "kind": kind, "metadata": { "name": name } }),
+            )
+            .await;
+    }
+    let read = |token: &'static str, path: String| {
+        let router = cluster.router.clone();
+        async move {
+            let (status, answer) = send(&router, Some(token), Method::GET, &path, "", None).await;
+            if denied_by_authorizer(status, &answer) {
+                'n'
+            } else {
+                'y'
+            }
+        }
+    };
+    let secrets = format!("/api/v1/namespaces/{NS}/secrets");
+    let by_name = |name: &str| format!("{secrets}?fieldSelector=metadata.name%3D{name}");
+    assert_eq!(
+        read(NODE_1, format!("{secrets}/db")).await,
+        'n',
+        "no pod uses it yet"
+    );
+
+    // A pod bound to node-1 uses Secret db and ConfigMap files; node-1 may read them at
+    // once (the node graph may not have seen the pod: the store is asked).
+    cluster
+        .create(
+            &format!("/api/v1/namespaces/{NS}/pods"),
+            json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "uses" },
+                "spec": { "nodeName": "node-1",
+                    "containers": [{ "name": "main", "image": "m.wasm", "env": [
+                        { "name": "P", "valueFrom": { "secretKeyRef": { "name": "db", "key": "p" } } }] }],
+                    "volumes": [{ "name": "v", "configMap": { "name": "files" } }] } }),
+        )
+        .await;
+    for (token, path, expected) in [
+        (NODE_1, format!("{secrets}/db"), 'y'),
+        (NODE_1, by_name("db"), 'y'),
+        (
+            NODE_1,
+            format!("{}&watch=true&timeoutSeconds=1", by_name("db")),
+            'y',
+        ),
+        (
+            NODE_1,
+            format!("/api/v1/namespaces/{NS}/configmaps/files"),
+            'y',
+        ),
+        (NODE_1, format!("{secrets}/other"), 'n'),
+        (NODE_1, by_name("other"), 'n'),
+        (NODE_1, secrets.clone(), 'n'),
+        (NODE_1, format!("/api/v1/namespaces/other/secrets/db"), 'n'),
+        (
+            NODE_1,
+            format!("/api/v1/namespaces/{NS}/secrets/files"),
+            'n',
+        ),
+        (NODE_2, format!("{secrets}/db"), 'n'),
+        (NODE_2, by_name("db"), 'n'),
+    ] {
+        assert_eq!(
+            read(token, path.clone()).await,
+            expected,
+            "{token} GET {path}"
+        );
+    }
+    // Writes stay refused.
+    let (status, answer) = send(
+        &cluster.router,
+        Some(NODE_1),
+        Method::DELETE,
+        &format!("{secrets}/db"),
+        "",
+        None,
+    )
+    .await;
+    assert!(denied_by_authorizer(status, &answer), "{status} {answer}");
+
+    // Once the pod is gone, so is the right.
+    let (status, _) = cluster
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/namespaces/{NS}/pods/uses?gracePeriodSeconds=0"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = cluster
+        .admin(
+            Method::GET,
+            &format!("/api/v1/namespaces/{NS}/pods/uses"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleted at once");
+    assert_eq!(read(NODE_1, format!("{secrets}/db")).await, 'n');
 }
 
 /// A join token may exchange itself for a node's credential (`nodes/NAME/credential`)
