@@ -64,7 +64,8 @@ pub struct NodeNetwork {
     peers: RwLock<Vec<Peer>>,
     /// This node's own pod range: an address in it that is no pod here is no pod at all.
     own_range: RwLock<Option<Ipv4Net>>,
-    /// Every node's own addresses: no pod may connect to them.
+    /// Every node's advertised addresses, and every address of this host's interfaces:
+    /// no pod may connect to them (a node's APIs, host ports, other nodes' agents).
     node_addresses: RwLock<std::collections::HashSet<IpAddr>>,
     pods: RwLock<HashMap<IpAddr, PodInfo>>,
     fabric: Arc<FabricClient>,
@@ -74,6 +75,18 @@ pub struct NodeNetwork {
     /// (endpoint, last used).
     service_flows: Mutex<HashMap<(SocketAddr, SocketAddrV4), (SocketAddrV4, Instant)>>,
     allow_egress: bool,
+}
+
+/// Every address of this host's interfaces. A host whose interfaces cannot be listed
+/// gives none (with a warning): its advertised addresses are still refused.
+fn host_addresses() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.iter().map(if_addrs::Interface::ip).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "listing this host's addresses failed: pods may reach those not advertised");
+            Vec::new()
+        }
+    }
 }
 
 impl NodeNetwork {
@@ -117,13 +130,15 @@ impl NodeNetwork {
         *write(&self.services) = Arc::new(table);
     }
 
-    /// Rebuilds the list of other nodes from the Node store.
+    /// Rebuilds the list of other nodes from the Node store, and the addresses no pod may
+    /// reach (this host's interfaces are read again: an address may have come or gone).
     pub fn update_nodes(&self, nodes: &Store<Node>, own_name: &str) {
         let addresses = nodes
             .list()
             .iter()
             .flat_map(|node| node.status.addresses.clone())
             .filter_map(|address| address.address.parse::<IpAddr>().ok())
+            .chain(host_addresses())
             .collect();
         *write(&self.node_addresses) = addresses;
         *write(&self.own_range) = nodes
@@ -283,12 +298,7 @@ impl Outside for NodeNetwork {
         if let Some(result) = self.to_pod(node, from, to).await {
             return result;
         }
-        let host = IpAddr::V4(*to.ip());
-        if !self.egress_allowed(from.ip())
-            || to.ip().is_link_local()
-            || to.ip().is_unspecified()
-            || read(&self.node_addresses).contains(&host)
-        {
+        if self.egress_denied(from.ip(), *to.ip()) {
             return Err(ConnectError::Denied);
         }
         let stream =
@@ -466,6 +476,35 @@ mod tests {
             .send_to("query", addr("10.96.0.10:53"))
             .unwrap();
         assert!(other.try_recv().is_some());
+    }
+
+    /// No address of the node's host is reachable from a pod, advertised or not: a pod
+    /// that may connect anywhere beyond the cluster still cannot reach the node's APIs or
+    /// anything else listening on the host.
+    #[tokio::test]
+    async fn no_address_of_the_host_is_reachable_from_a_pod() {
+        let (outside, network) = node_with_dns(&[], true);
+        let (nodes, _) = skiff_client::reflector::store::<Node>();
+        outside.update_nodes(&nodes, "n1");
+        let pod = network.attach("10.244.0.5".parse().unwrap()).unwrap();
+        let socket = pod.bind_udp(addr("0.0.0.0:40000")).unwrap();
+        let host: Vec<Ipv4Addr> = host_addresses()
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(ip) if !ip.is_loopback() => Some(ip),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !host.is_empty(),
+            "this machine has a non-loopback IPv4 address"
+        );
+        for ip in host {
+            let to = SocketAddr::from((ip, 9));
+            assert_eq!(socket.send_to("x", to), Err(DatagramError::Denied), "{to}");
+            let refused = pod.connect(to).await.err();
+            assert_eq!(refused, Some(ConnectError::Denied), "{to}");
+        }
     }
 
     #[tokio::test]

@@ -82,9 +82,9 @@ pub async fn network(args: NetworkBenchArgs) -> Result<()> {
     );
     let exe = std::env::current_exe().context("finding the skiff binary")?;
 
-    // (a) direct hosting. On this machine's own non-loopback address where it has one, so
-    // that pods can reach it too (by egress): a pod's 127.0.0.0/8 is its own loopback.
-    let direct_ip = outward_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    // (a) direct hosting, on loopback. Pods cannot reach it: no address of their node's
+    // host is reachable from a pod.
+    let direct_ip = std::net::Ipv4Addr::LOCALHOST;
     let work = tempfile::tempdir()?;
     let mut direct = tokio::process::Command::new(&exe)
         .args(["run", "--listen", &format!("{direct_ip}:0"), "--cache-dir"])
@@ -202,12 +202,6 @@ pub async fn network(args: NetworkBenchArgs) -> Result<()> {
         format!("(a) direct: `skiff run` on {direct_addr}, from the host"),
         Driver::Host(direct_addr),
     )];
-    if !direct_ip.is_loopback() {
-        cases.push((
-            format!("(a') direct: `skiff run`, from pods on {NODE_A} (egress)"),
-            Driver::Pods(NODE_A, direct_addr.to_string()),
-        ));
-    }
     cases.extend([
         (
             format!("(b) ClusterIP by DNS name, from pods on {NODE_A} (same node)"),
@@ -326,20 +320,6 @@ pub async fn network(args: NetworkBenchArgs) -> Result<()> {
     controllers.abort();
     server.close_watches();
     Ok(())
-}
-
-/// This machine's address towards the rest of the network, if it has a route there (a UDP
-/// "connection" sends nothing).
-fn outward_ip() -> Option<std::net::Ipv4Addr> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("203.0.113.1:9").ok()?;
-    match socket.local_addr().ok()?.ip() {
-        std::net::IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
-            std::net::TcpListener::bind((ip, 0)).ok()?;
-            Some(ip)
-        }
-        _ => None,
-    }
 }
 
 /// The newest samples build beside this executable (`target/PROFILE/build/skiff-samples-*/out`).
