@@ -14,6 +14,7 @@ pub mod certificates;
 pub mod credentials;
 mod discovery;
 pub mod error;
+mod escalation;
 mod handlers;
 mod logs;
 mod metrics;
@@ -329,6 +330,7 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         (&Method::GET, None, None) => Ok(json_ok(server.list_objects(rt, ns, &params).await?)),
         (&Method::POST, None, None) => {
             let object = body_object(&server, &parts.headers, body).await?;
+            escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
             let created = server.create_object(rt, ns, object).await?;
             Ok((StatusCode::CREATED, axum::Json(created)).into_response())
         }
@@ -357,6 +359,7 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let part = part_of(rt, sub)?;
             let object = body_object(&server, &parts.headers, body).await?;
             let desired = put_desired(&object)?;
+            escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
             let updated = server
                 .update_object(rt, ns, name, part, |_| {
                     Ok(Desired {
@@ -375,6 +378,8 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
                 .update_object(rt, ns, name, part, |current| {
                     let patched =
                         apply_patch(rt, current, &bytes, format, server.config.max_body_bytes)?;
+                    let access = server.access.snapshot();
+                    escalation::check(&access, user(&parts), rt, ns, &patched)?;
                     let precondition = patch_precondition(current, &patched)?;
                     Ok(Desired {
                         object: patched,
@@ -453,6 +458,11 @@ async fn serve_port_forward(
         }
         _ => Err(ApiError::path_not_found(&path)),
     }
+}
+
+/// The authenticated caller of a request.
+fn user(parts: &axum::http::request::Parts) -> Option<&auth::User> {
+    parts.extensions.get::<auth::User>()
 }
 
 fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {

@@ -159,6 +159,10 @@ pub struct Snapshot {
     namespaces: HashMap<String, Grants>,
     /// Credentials of tokens made at runtime, by the token's SHA-256.
     tokens: HashMap<[u8; 32], Credential>,
+    /// Every ClusterRole's rules, by name.
+    cluster_roles: HashMap<String, Rules>,
+    /// Every Role's rules, by namespace and name.
+    roles: HashMap<(String, String), Rules>,
     /// The store revision the snapshot was read at (at least).
     pub revision: Revision,
 }
@@ -177,6 +181,18 @@ impl Snapshot {
                 .namespace()
                 .and_then(|ns| self.namespaces.get(ns))
                 .is_some_and(|grants| grants.allows(user, action))
+    }
+
+    /// The rules of ClusterRole `name`, if it exists.
+    pub fn cluster_role_rules(&self, name: &str) -> Option<&[PolicyRule]> {
+        self.cluster_roles.get(name).map(|rules| &rules[..])
+    }
+
+    /// The rules of Role `namespace/name`, if it exists.
+    pub fn role_rules(&self, namespace: &str, name: &str) -> Option<&[PolicyRule]> {
+        self.roles
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|rules| &rules[..])
     }
 
     /// The credential of a token made at runtime, by the token's SHA-256.
@@ -237,6 +253,14 @@ impl Snapshot {
             }
         }
         snapshot.tokens = tokens::load(store).await?;
+        snapshot.cluster_roles = cluster_rules
+            .into_iter()
+            .map(|(name, rules)| (name.to_string(), rules))
+            .collect();
+        snapshot.roles = role_rules
+            .into_iter()
+            .map(|((namespace, name), rules)| ((namespace.to_string(), name.to_string()), rules))
+            .collect();
         Ok(snapshot)
     }
 }

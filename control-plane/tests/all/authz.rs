@@ -1182,3 +1182,164 @@ async fn rbac_objects_are_validated_and_discoverable() {
         assert_eq!(status, StatusCode::OK, "{name}");
     }
 }
+
+/// Escalation prevention: a user who may write Roles and bindings in a namespace may
+/// grant only what they hold there, unless allowed to `escalate` (Roles) or `bind` (the
+/// role a binding names), as in Kubernetes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_one_grants_what_they_do_not_hold() {
+    const MANAGER: &str = "rbac-manager-token";
+    let cluster = Cluster::start().await;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    cluster
+        .create(
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({ "metadata": { "name": "skiff-token-manager" }, "type": "skiff.dev/token",
+                "stringData": { "tokenHash": token_hash_hex(MANAGER), "user": "manager" } }),
+        )
+        .await;
+    // The manager may write Roles and RoleBindings in `team`, and read pods there.
+    let manage = json!([
+        { "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+          "verbs": ["get", "create", "update", "patch"] },
+        { "apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"] },
+    ]);
+    let grant = |name: &'static str, rules: Value| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .create(
+                    &format!("{rbac}/namespaces/{NS}/roles"),
+                    json!({ "metadata": { "name": name }, "rules": rules }),
+                )
+                .await;
+            cluster
+                .create(
+                    &format!("{rbac}/namespaces/{NS}/rolebindings"),
+                    json!({ "metadata": { "name": name },
+                        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+                        "subjects": [{ "kind": "User", "name": "manager" }] }),
+                )
+                .await;
+        }
+    };
+    grant("manage", manage).await;
+    let write = |method: Method, path: String, body: Value| {
+        let router = cluster.router.clone();
+        async move {
+            let content_type = if method == Method::PATCH {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            send(
+                &router,
+                Some(MANAGER),
+                method,
+                &path,
+                content_type,
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let role = |name: &str, resource: &str| {
+        json!({ "metadata": { "name": name },
+            "rules": [{ "apiGroups": [""], "resources": [resource], "verbs": ["get"] }] })
+    };
+    let binding = |name: &str, kind: &str, role: &str| {
+        json!({ "metadata": { "name": name },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role },
+            "subjects": [{ "kind": "User", "name": "someone" }] })
+    };
+    let roles = format!("{rbac}/namespaces/{NS}/roles");
+    let bindings = format!("{rbac}/namespaces/{NS}/rolebindings");
+
+    // What it holds, it may grant.
+    let (status, answer) = write(Method::POST, roles.clone(), role("pod-reader", "pods")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = write(
+        Method::POST,
+        bindings.clone(),
+        binding("readers", "Role", "pod-reader"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    // What it does not hold, it may not: by a new Role, by changing one, by a binding.
+    let (status, answer) = write(
+        Method::POST,
+        roles.clone(),
+        role("secret-reader", "secrets"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(
+        answer["message"],
+        r#"roles.rbac.authorization.k8s.io "secret-reader" is forbidden: user "manager" is attempting to grant RBAC permissions not currently held: {APIGroups:[""], Resources:["secrets"], Verbs:["get"]}"#
+    );
+    let (status, answer) = write(
+        Method::PATCH,
+        format!("{roles}/pod-reader"),
+        json!({ "rules": [{ "apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get"] }] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) = write(
+        Method::PUT,
+        format!("{roles}/pod-reader"),
+        role("pod-reader", "*"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a wildcard is held only through one: {answer}"
+    );
+    for (kind, name) in [
+        ("ClusterRole", "cluster-admin"),
+        ("ClusterRole", "view"),
+        ("Role", "missing"),
+    ] {
+        let (status, answer) =
+            write(Method::POST, bindings.clone(), binding("up", kind, name)).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "binding {kind} {name}: {answer}"
+        );
+    }
+    let (_, unchanged) = cluster
+        .admin(Method::GET, &format!("{roles}/pod-reader"), Value::Null)
+        .await;
+    assert_eq!(unchanged["rules"][0]["resources"], json!(["pods"]));
+
+    // `bind` on a role lets it bind that role; `escalate` lets it write any Role.
+    grant(
+        "may-bind-view",
+        json!([{ "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                 "resourceNames": ["view"], "verbs": ["bind"] }]),
+    )
+    .await;
+    let (status, answer) = write(
+        Method::POST,
+        bindings.clone(),
+        binding("viewers", "ClusterRole", "view"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, _) = write(
+        Method::POST,
+        bindings.clone(),
+        binding("admins", "ClusterRole", "cluster-admin"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "bind on view only");
+    grant(
+        "may-escalate",
+        json!([{ "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate"] }]),
+    )
+    .await;
+    let (status, answer) = write(Method::POST, roles, role("secret-reader", "secrets")).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
