@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// from every per-user limit.
     #[arg(long, value_name = "N", default_value_t = ClientLimits::default().requests_per_second)]
     pub max_requests_per_second_per_user: f64,
+    /// Requests without valid credentials one client address may make a second (bursts
+    /// of 5 times as many) before getting 429 instead of 401 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = ClientLimits::default().failed_auth_per_second)]
+    pub max_failed_auth_per_second_per_address: f64,
     /// Requests each user may make at once after being idle.
     #[arg(long, value_name = "N", default_value_t = ClientLimits::default().burst)]
     pub max_request_burst_per_user: u32,
@@ -170,6 +174,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             burst: args.max_request_burst_per_user,
             max_in_flight: args.max_requests_in_flight_per_user,
             max_watches: args.max_watches_per_user,
+            failed_auth_per_second: args.max_failed_auth_per_second_per_address,
             ..ClientLimits::default()
         },
         ..ApiServerConfig::default()
@@ -251,7 +256,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         shutdown.graceful_shutdown(Some(grace));
     });
     let listener = listener.into_std()?;
-    let app = server.router().into_make_service();
+    // The client's address reaches the API (requests without valid credentials are
+    // limited per address).
+    let app = server
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
     let served = match tls {
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);

@@ -540,3 +540,44 @@ fn a_node_reads_the_secrets_its_pods_use_and_no_others() {
     assert_eq!(as_node_1("/unrelated"), 403);
     assert_eq!(as_node_1(""), 403, "listing every Secret");
 }
+
+/// A real server limits requests without valid credentials by the client's address:
+/// past the burst a flood of bad tokens gets 429 with `Retry-After`, while the admin's
+/// token from the same address still works.
+#[test]
+fn a_flood_of_bad_tokens_gets_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--no-node", "--max-failed-auth-per-second-per-address", "1"],
+    );
+    let client = server.client();
+    let guess = || {
+        client
+            .get(format!("{}/api", server.url))
+            .bearer_auth("guess")
+            .send()
+            .unwrap()
+    };
+    // The burst is 5; a token comes back every second, so a slow machine may see a
+    // few more 401s before the first 429.
+    let mut statuses = Vec::new();
+    let refused = loop {
+        let response = guess();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 || statuses.len() == 50 {
+            break response;
+        }
+    };
+    assert_eq!(refused.status(), 429, "{statuses:?}");
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 401));
+    assert!(
+        statuses.len() > 5,
+        "the burst of 5 passes first: {statuses:?}"
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        server.get("/api")["versions"].is_array(),
+        "the admin is not held back"
+    );
+}

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -121,6 +121,21 @@ pub async fn authenticate(
             request.extensions_mut().insert(user);
             next.run(request).await
         }
-        None => ApiError::unauthorized().into_response(),
+        None => {
+            // Counted by the client's address, where the listener tells it.
+            let address = request
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|ConnectInfo(address)| address.ip());
+            let limited = address.and_then(|address| {
+                server
+                    .throttle
+                    .admit_failed_auth(&server.config.client_limits, address)
+                    .err()
+            });
+            limited
+                .unwrap_or_else(ApiError::unauthorized)
+                .into_response()
+        }
     }
 }

@@ -9,11 +9,13 @@
 //! defaults are generous (they throttle no existing test or benchmark, including
 //! `skiff bench api`'s 64 clients and 100 watchers on one token) and exempt the
 //! control plane's own callers: the scheduler and controllers call with the admin
-//! credential (`system:masters`), and nodes (`system:nodes`) share one identity until
-//! each gets its own, so a per-user limit on them would throttle every node at once.
+//! credential (`system:masters`), and nodes (`system:nodes`) write the statuses of
+//! thousands of pods in bursts when they start them.
 //!
 //! Users are counted by name. Only authenticated requests reach this layer, so the
-//! table holds at most one entry per known credential.
+//! table holds at most one entry per known credential. Requests without a valid
+//! credential are counted apart, by the client's address ([`Throttle::admit_failed_auth`]),
+//! so a flood of them is answered 429 instead of costing every other client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,10 @@ pub struct ClientLimits {
     /// Users in any of these groups are never limited. Default `system:masters` (the
     /// admin credential, which the scheduler and controllers use) and `system:nodes`.
     pub exempt_groups: Vec<String>,
+    /// Requests without a valid credential one client address may make a second,
+    /// sustained, before getting 429 instead of 401; 0 turns this off. Default 50, with
+    /// bursts of 5 times as many.
+    pub failed_auth_per_second: f64,
 }
 
 impl Default for ClientLimits {
@@ -61,6 +67,7 @@ impl Default for ClientLimits {
             max_in_flight: 400,
             max_watches: 1_000,
             exempt_groups: vec!["system:masters".into(), "system:nodes".into()],
+            failed_auth_per_second: 50.0,
         }
     }
 }
@@ -69,7 +76,12 @@ impl Default for ClientLimits {
 #[derive(Default)]
 pub struct Throttle {
     users: Arc<Mutex<HashMap<String, Usage>>>,
+    /// Requests without a valid credential, by client address: a token bucket each.
+    failed_auth: Mutex<HashMap<std::net::IpAddr, (f64, Instant)>>,
 }
+
+/// Addresses [`Throttle::failed_auth`] remembers before it forgets those that are idle.
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
 
 struct Usage {
     /// Tokens in the bucket as of `updated`.
@@ -106,6 +118,42 @@ impl Drop for Slot {
 }
 
 impl Throttle {
+    /// Counts one request without a valid credential from `address`: `Err` (429) once
+    /// the address is over [`ClientLimits::failed_auth_per_second`].
+    pub fn admit_failed_auth(
+        &self,
+        limits: &ClientLimits,
+        address: std::net::IpAddr,
+    ) -> Result<(), ApiError> {
+        let rate = limits.failed_auth_per_second;
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let burst = rate * 5.0;
+        let now = Instant::now();
+        let mut buckets = self.failed_auth.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&address) {
+            // Forget the addresses whose buckets have filled again: they are idle.
+            buckets.retain(|_, (tokens, updated)| {
+                *tokens + now.saturating_duration_since(*updated).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, updated) = buckets.entry(address).or_insert((burst, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*updated).as_secs_f64() * rate).min(burst);
+        *updated = now;
+        if *tokens < 1.0 {
+            return Err(ApiError::too_many_requests(
+                format!(
+                    "too many requests without valid credentials from {address}: the limit is {rate} a second"
+                ),
+                Duration::from_secs_f64((1.0 - *tokens) / rate),
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+
     /// Takes a token and a slot for one request of `user`, or says why not.
     fn admit(&self, limits: &ClientLimits, user: &str, watch: bool) -> Result<Slot, ApiError> {
         let now = Instant::now();
@@ -211,7 +259,32 @@ mod tests {
             max_in_flight: in_flight,
             max_watches: watches,
             exempt_groups: vec![],
+            failed_auth_per_second: 0.0,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_authentication_is_limited_per_address() {
+        let throttle = Throttle::default();
+        let limits = ClientLimits {
+            failed_auth_per_second: 2.0,
+            ..ClientLimits::default()
+        };
+        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        for _ in 0..10 {
+            throttle.admit_failed_auth(&limits, a).unwrap();
+        }
+        let refused = throttle.admit_failed_auth(&limits, a).unwrap_err();
+        assert_eq!(refused.code, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.message.contains("192.0.2.1"), "{}", refused.message);
+        throttle
+            .admit_failed_auth(&limits, b)
+            .expect("another address has its own bucket");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        throttle
+            .admit_failed_auth(&limits, a)
+            .expect("refilled at the rate");
+        assert!(throttle.admit_failed_auth(&limits, a).is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -529,3 +529,57 @@ async fn a_user_over_its_watch_limit_gets_429_until_one_closes() {
     assert_eq!(again.status(), StatusCode::OK);
     drop(second);
 }
+
+/// A client flooding the API without valid credentials is answered 429 with
+/// `Retry-After` once over its address's rate; valid credentials from the same address,
+/// and other addresses, are not held back by it.
+#[tokio::test]
+async fn requests_without_valid_credentials_are_limited_per_address() {
+    let limits = ClientLimits {
+        failed_auth_per_second: 1.0,
+        ..ClientLimits::default()
+    };
+    let (_server, router, _dir) = limited_server(limits).await;
+    let from = |address: &str, token: &str| {
+        let router = router.clone();
+        let address: std::net::SocketAddr = address.parse().unwrap();
+        let request = Request::builder()
+            .uri("/api")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .extension(axum::extract::ConnectInfo(address))
+            .body(Body::empty())
+            .unwrap();
+        async move {
+            tokio::time::timeout(DEADLINE, router.oneshot(request))
+                .await
+                .expect("no answer: likely deadlocked")
+                .expect("infallible")
+        }
+    };
+    // A burst of five times the rate, then 429.
+    for i in 0..5 {
+        let response = from("192.0.2.1:40000", "guess").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "request {i}");
+    }
+    let refused = from("192.0.2.1:40001", "guess").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_refused(
+        "a flood of bad tokens",
+        StatusCode::TOO_MANY_REQUESTS,
+        &body,
+        "without valid credentials from 192.0.2.1",
+    );
+    assert_eq!(
+        from("192.0.2.1:40002", "alice-token").await.status(),
+        StatusCode::OK,
+        "a valid token from the same address"
+    );
+    assert_eq!(
+        from("192.0.2.2:40000", "guess").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "another address"
+    );
+}
