@@ -33,6 +33,11 @@ pub const ALIAS_ALLOWANCE: usize = 64 * 1024;
 
 /// The budget for decoding `len` bytes of text: twice its length plus
 /// [`ALIAS_ALLOWANCE`]. Text without aliases always fits.
+/// The longest YAML body that is not JSON: serde_yaml spends about a second of CPU per
+/// MiB, so this bounds what one request can cost, where JSON (kubectl's and every client
+/// library's format) decodes a hundred times faster and is bounded by the body limit.
+pub const MAX_YAML_BYTES: usize = 1024 * 1024;
+
 pub fn budget_for(len: usize) -> usize {
     len.saturating_mul(2).saturating_add(ALIAS_ALLOWANCE)
 }
@@ -46,6 +51,11 @@ pub enum DecodeError {
     /// Nested deeper than [`MAX_DEPTH`].
     #[error("nested deeper than the limit of {MAX_DEPTH} levels")]
     TooDeep,
+    /// YAML that is not JSON, longer than [`MAX_YAML_BYTES`].
+    #[error(
+        "YAML longer than the limit of {MAX_YAML_BYTES} bytes for YAML that is not JSON (send larger objects as JSON, as kubectl does)"
+    )]
+    YamlTooLong,
     /// Decodes to more than the budget (aliases, or text longer than the budget).
     #[error(
         "too large once decoded: more than the limit of {budget} bytes (each string's bytes and one for every other value, after YAML aliases are expanded)"
@@ -79,6 +89,9 @@ pub fn yaml(bytes: &[u8], budget: usize) -> Result<Value, DecodeError> {
             Err(DecodeError::Syntax(_)) => {} // YAML flow style, such as `{a: 1}`
             decoded => return decoded,
         }
+    }
+    if bytes.len() > MAX_YAML_BYTES {
+        return Err(DecodeError::YamlTooLong);
     }
     if flow_too_deep(bytes).is_some() {
         return Err(DecodeError::TooDeep);
@@ -393,6 +406,24 @@ mod tests {
     use serde_json::json;
 
     const BUDGET: usize = 3 * 1024 * 1024;
+
+    #[test]
+    fn yaml_that_is_not_json_is_bounded_and_json_is_not() {
+        let mut text = String::from("items:\n");
+        while text.len() <= MAX_YAML_BYTES {
+            text.push_str("- { name: an-item-with-a-long-name, value: 12345 }\n");
+        }
+        assert_eq!(
+            yaml(text.as_bytes(), budget_for(text.len())),
+            Err(DecodeError::YamlTooLong)
+        );
+        let json =
+            serde_json::to_vec(&serde_json::json!({ "a": "x".repeat(MAX_YAML_BYTES) })).unwrap();
+        assert!(
+            yaml(&json, budget_for(json.len())).is_ok(),
+            "JSON sent as YAML"
+        );
+    }
 
     #[test]
     fn decodes_what_serde_json_decodes() {

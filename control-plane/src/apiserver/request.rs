@@ -254,6 +254,10 @@ pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
         DecodeError::Syntax(problem) => {
             ApiError::bad_request(format!("the request body is not valid {what}: {problem}"))
         }
+        DecodeError::YamlTooLong => ApiError {
+            message: format!("the request body is {}", DecodeError::YamlTooLong),
+            ..ApiError::too_large(bounded::MAX_YAML_BYTES)
+        },
         limit => ApiError::bad_request(format!("the request body is {limit}")),
     })
 }

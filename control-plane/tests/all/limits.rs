@@ -215,10 +215,26 @@ async fn json_and_yaml_bombs_are_refused_in_bounded_time() {
             "nested deeper than the limit of 100 levels",
         ),
         (
+            "1 MiB of [ in YAML",
+            "application/yaml",
+            format!("metadata: {}", "[".repeat(1024 * 1024 - 20)).into_bytes(),
+            "nested deeper than the limit of 100 levels",
+        ),
+        (
             "3 MiB of [ in YAML",
             "application/yaml",
             format!("metadata: {}", "[".repeat(3 * 1024 * 1024 - 20)).into_bytes(),
-            "nested deeper than the limit of 100 levels",
+            "YAML longer than the limit of 1048576 bytes",
+        ),
+        (
+            "3 MiB of plain YAML",
+            "application/yaml",
+            format!(
+                "metadata:\n  name: big\ndata:\n  a: {}\n",
+                "x".repeat(3 * 1024 * 1024 - 40)
+            )
+            .into_bytes(),
+            "YAML longer than the limit of 1048576 bytes",
         ),
         (
             "100,000 nested YAML flow mappings",
