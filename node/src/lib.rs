@@ -157,6 +157,11 @@ pub enum NodeError {
         name: String,
         source: skiff_client::Error,
     },
+    #[error("making {path} private to the node: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the client for https:// modules: {0}")]
     ModuleClient(String),
     #[error("the node's certificate: {0}")]
@@ -170,6 +175,11 @@ pub enum NodeError {
 
 /// Runs the node agent until the future is dropped or registration fails.
 pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result<(), NodeError> {
+    let pods_dir = config.data_dir.join("pods");
+    volumes::make_private(&pods_dir).map_err(|source| NodeError::DataDir {
+        path: pods_dir.display().to_string(),
+        source,
+    })?;
     let address = config.api_listen;
     let listener = tokio::net::TcpListener::bind(address)
         .await

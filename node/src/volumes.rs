@@ -195,7 +195,7 @@ async fn sync_dir(
             path: path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        create_private_dir(&dir).map_err(|e| io(&dir, e))?;
         let Some(files) = files else {
             return Ok(());
         };
@@ -207,13 +207,13 @@ async fn sync_dir(
                 continue;
             }
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                create_private_dir(parent).map_err(|e| io(parent, e))?;
             }
             let temporary = target.with_file_name(format!(
                 "..{}.tmp",
                 target.file_name().unwrap_or_default().to_string_lossy()
             ));
-            std::fs::write(&temporary, bytes).map_err(|e| io(&temporary, e))?;
+            write_private(&temporary, bytes).map_err(|e| io(&temporary, e))?;
             std::fs::rename(&temporary, &target).map_err(|e| io(&target, e))?;
         }
         remove_unwanted(&dir, &wanted).map_err(|e| io(&dir, e))
@@ -221,6 +221,34 @@ async fn sync_dir(
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Creates `dir` and its missing parents readable by this user only (on Unix; Windows
+/// keeps the data directory's inherited ACL): a Secret's files are the node's alone.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `path` readable by this user only (on Unix).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, bytes)
+}
+
+/// Makes the node's pod directory (volumes, Secrets' files, logs) exist and be readable
+/// by the node's user only, whatever it was before.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    create_private_dir(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
 }
 
 /// Removes every file under `dir` that is not in `wanted`, and directories left empty.
@@ -321,6 +349,26 @@ mod tests {
             vec![std::ffi::OsString::from("a")],
             "no temporary files left"
         );
+    }
+
+    /// A Secret's files on the node's disk are the node's alone.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn projected_files_and_the_pod_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pods = dir.path().join("pods");
+        std::fs::create_dir(&pods).unwrap();
+        std::fs::set_permissions(&pods, std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_private(&pods).unwrap();
+        let volume = pods.join("uid/volumes/secret");
+        let files = vec![("sub/password".to_string(), b"hunter2".to_vec())];
+        sync_dir("secret", &volume, Some(files)).await.unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&pods), 0o700, "made private though it existed");
+        assert_eq!(mode(&volume), 0o700);
+        assert_eq!(mode(&volume.join("sub")), 0o700);
+        assert_eq!(mode(&volume.join("sub/password")), 0o600);
     }
 
     #[test]
