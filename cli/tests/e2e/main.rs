@@ -4,6 +4,7 @@ mod cli;
 mod cluster;
 mod durability;
 mod jobs;
+mod kubectl;
 mod network;
 mod pods;
 mod probes;

@@ -185,11 +185,30 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
+        let mut message = format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+        );
+        // client-go's typed clients (kubectl `create deployment`, `create job`, `run` ...)
+        // send protobuf and never retry with JSON: say what works instead.
+        if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            message.push_str(
+                "; skiff reads JSON and YAML bodies, not Kubernetes protobuf: with kubectl, create the object from its manifest instead, as in `kubectl create deployment NAME --image=IMAGE --dry-run=client -o yaml | kubectl create --validate=false -f -`",
+            );
+        }
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
+            message,
+        )
+    }
+
+    /// None of the representations the `Accept` header names can be given.
+    pub fn not_acceptable(accept: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NotAcceptable",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+                "only the following media types are accepted: application/json (got {accept:?})"
             ),
         )
     }

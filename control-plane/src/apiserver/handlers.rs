@@ -6,6 +6,8 @@
 //! caller that did not (a patch, a binding, an unconditional update) is retried on a
 //! fresh read, so concurrent writers never lose each other's changes.
 
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use skiff_api::selector::{FieldSelector, Selector};
 
@@ -16,6 +18,7 @@ use super::object::{
 };
 use super::registry::ResourceType;
 use super::request::{BodyFormat, Params};
+use super::table::{Read, Representation};
 use super::{ApiServer, allocator};
 use crate::store::{KeyValue, ListOptions, StoreError};
 
@@ -175,6 +178,36 @@ impl ApiServer {
         let kv = kv.ok_or_else(|| ApiError::not_found(rt, name))?;
         let object = decode(&kv)?;
         Ok((kv, object))
+    }
+
+    /// `GET` of one object, in the representation the client accepts: the object, or
+    /// the Table or metadata it asks for (see [`super::table`]).
+    pub(crate) async fn serve_get(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        params: &Params,
+        headers: &HeaderMap,
+    ) -> ApiResult<Response> {
+        let representation = Representation::negotiate(headers, params, Read::Get)?;
+        let (_, object) = self.get_object(rt, namespace, name).await?;
+        let answer = representation.object(rt, object, std::time::SystemTime::now())?;
+        Ok(axum::Json(answer).into_response())
+    }
+
+    /// `GET` of a collection, in the representation the client accepts.
+    pub(crate) async fn serve_list(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        params: &Params,
+        headers: &HeaderMap,
+    ) -> ApiResult<Response> {
+        let representation = Representation::negotiate(headers, params, Read::List)?;
+        let list = self.list_objects(rt, namespace, params).await?;
+        let answer = representation.list(rt, list, std::time::SystemTime::now())?;
+        Ok(axum::Json(answer).into_response())
     }
 
     pub(crate) async fn list_objects(

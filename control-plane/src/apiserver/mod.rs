@@ -25,6 +25,7 @@ pub mod portforward;
 pub mod rbac;
 pub mod registry;
 mod request;
+mod table;
 pub mod throttle;
 pub mod tokens;
 mod watch;
@@ -325,9 +326,16 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
 
     match (&method, name.as_deref(), subresource.as_deref()) {
         (&Method::GET, None, None) if params.is_watch() => {
-            watch::watch(server.clone(), rt_index, namespace.clone(), params).await
+            watch::watch(
+                server.clone(),
+                rt_index,
+                namespace.clone(),
+                params,
+                &parts.headers,
+            )
+            .await
         }
-        (&Method::GET, None, None) => Ok(json_ok(server.list_objects(rt, ns, &params).await?)),
+        (&Method::GET, None, None) => server.serve_list(rt, ns, &params, &parts.headers).await,
         (&Method::POST, None, None) => {
             let object = body_object(&server, &parts.headers, body).await?;
             escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
@@ -353,7 +361,9 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         (&Method::GET, Some(name), None | Some("status"))
             if subresource.is_none() || rt.has_status =>
         {
-            Ok(json_ok(server.get_object(rt, ns, name).await?.1))
+            server
+                .serve_get(rt, ns, name, &params, &parts.headers)
+                .await
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             let part = part_of(rt, sub)?;

@@ -127,6 +127,10 @@ pub struct Params {
     pub grace_period_seconds: Option<String>,
     pub propagation_policy: Option<String>,
     pub orphan_dependents: Option<String>,
+    /// What each row of a Table carries: `None`, `Metadata` (the default) or `Object`.
+    pub include_object: Option<String>,
+    /// Whether a watch starts with the current objects and a bookmark where they end.
+    pub send_initial_events: Option<String>,
 }
 
 impl Params {
@@ -152,6 +156,18 @@ impl Params {
             self.allow_watch_bookmarks.as_deref(),
             Some("1" | "true" | "True")
         )
+    }
+
+    /// `sendInitialEvents`, if given.
+    pub fn send_initial_events(&self) -> ApiResult<Option<bool>> {
+        match self.send_initial_events.as_deref() {
+            None | Some("") => Ok(None),
+            Some("true" | "1" | "True") => Ok(Some(true)),
+            Some("false" | "0" | "False") => Ok(Some(false)),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "sendInitialEvents: invalid value {other:?}: must be true or false"
+            ))),
+        }
     }
 
     /// A non-negative integer parameter, with an error naming it.

@@ -4,13 +4,17 @@
 //! once; one without (or with `0`) first sends the current objects as `ADDED`. A
 //! selector-filtered watch sends `DELETED` when an object stops matching and `ADDED`
 //! when it starts to, as Kubernetes does. History older than the last compaction
-//! answers an `ERROR` event with a 410 `Expired` status: the client relists.
+//! answers an `ERROR` event with a 410 `Expired` status: the client relists. A watch-list
+//! (`sendInitialEvents=true`) gets the current objects, then a `BOOKMARK` annotated
+//! `k8s.io/initial-events-end`, then the changes. A client
+//! that accepts Tables (`kubectl get -w`) gets each event's object as a one-row Table,
+//! the first of them with the column definitions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -21,6 +25,7 @@ use super::handlers::Filter;
 use super::object::{decode, decode_at};
 use super::registry::ResourceType;
 use super::request::Params;
+use super::table::{Read, Representation};
 use crate::store::{Event, EventKind, ListOptions, StoreError};
 
 /// Serves a watch request.
@@ -29,8 +34,14 @@ pub async fn watch(
     rt_index: usize,
     namespace: Option<String>,
     params: Params,
+    headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let rt = &server.registry.types[rt_index];
+    let representation = Representation::negotiate(headers, &params, Read::Watch)?;
+    let mut present = Presenter {
+        representation,
+        headers_sent: false,
+    };
     let filter = Filter::from_params(rt, &params)?;
     let timeout = Params::number("timeoutSeconds", &params.timeout_seconds)?
         .map(|s| Duration::from_secs(s as u64))
@@ -39,25 +50,41 @@ pub async fn watch(
     let prefix = rt.key(namespace.as_deref(), None);
 
     let mut initial = Vec::new();
-    let start = match params
+    let resource_version = params
         .resource_version
         .as_deref()
-        .filter(|rv| !rv.is_empty() && *rv != "0")
-    {
-        Some(rv) => super::object::parse_revision(rv)?,
-        None => {
-            let listing = server
-                .store
-                .list(&prefix, ListOptions::default())
-                .await
-                .map_err(|e| ApiError::from_store(rt, "", e))?;
-            for kv in &listing.items {
-                let object = decode(kv)?;
-                if filter.matches(rt, &object) {
-                    initial.push(line("ADDED", &object));
-                }
+        .filter(|rv| !rv.is_empty() && *rv != "0");
+    // A watch-list (`sendInitialEvents=true`: client-go's informers, kubectl `wait` and
+    // `rollout status`) starts with the current state whatever resourceVersion it names
+    // (`resourceVersionMatch=NotOlderThan`) and learns where that state ends from a
+    // bookmark; a watch without a resourceVersion gets the current state too, unless it
+    // says `sendInitialEvents=false`.
+    let watch_list = params.send_initial_events()?;
+    let start = if watch_list.unwrap_or(resource_version.is_none()) {
+        let listing = server
+            .store
+            .list(&prefix, ListOptions::default())
+            .await
+            .map_err(|e| ApiError::from_store(rt, "", e))?;
+        for kv in &listing.items {
+            let object = decode(kv)?;
+            if filter.matches(rt, &object) {
+                initial.push(line("ADDED", &present.object(rt, object)?));
             }
-            listing.revision
+        }
+        if watch_list == Some(true) {
+            let end = present.representation.bookmark(rt, listing.revision, true);
+            initial.push(line("BOOKMARK", &end));
+        }
+        listing.revision
+    } else {
+        match resource_version {
+            Some(rv) => super::object::parse_revision(rv)?,
+            None => server
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(rt, "", e))?,
         }
     };
     let changes = match server.store.watch(&prefix, start).await {
@@ -85,8 +112,6 @@ pub async fn watch(
     let guard = WatcherGauge(server.clone());
     let mut shutdown = server.shutdown.subscribe();
     let bookmark_every = server.config.bookmark_interval;
-    let api_version = rt.api_version();
-    let kind = rt.kind.to_string();
     let server_for_events = server.clone();
     let events = async_stream(move |tx| async move {
         let _guard = guard;
@@ -111,14 +136,17 @@ pub async fn watch(
                 _ = &mut deadline => return,
                 _ = &mut stopped => return,
                 _ = bookmark.tick(), if bookmarks => {
-                    let object = json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": last_revision.to_string() } });
-                    line("BOOKMARK", &object)
+                    line("BOOKMARK", &present.representation.bookmark(rt, last_revision, false))
                 }
                 change = changes.next() => match change {
                     None => return,
                     Some(Ok(event)) => {
                         last_revision = event.revision();
-                        match to_watch_event(rt, &filter, &event) {
+                        let shown = match to_watch_event(rt, &filter, &event) {
+                            Ok(Some((kind, object))) => present.object(rt, object).map(|shown| Some((kind, shown))),
+                            unchanged => unchanged,
+                        };
+                        match shown {
                             Ok(Some((kind, object))) => line(kind, &object),
                             Ok(None) => continue,
                             Err(error) => line("ERROR", &serde_json::to_value(error.status()).unwrap_or_default()),
@@ -193,6 +221,24 @@ fn line(kind: &str, object: &Value) -> Bytes {
         serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)
+}
+
+/// Turns the objects of one watch's events into the representation its client accepts.
+struct Presenter {
+    representation: Representation,
+    /// Whether a Table with the column definitions went out already.
+    headers_sent: bool,
+}
+
+impl Presenter {
+    fn object(&mut self, rt: &ResourceType, object: Value) -> ApiResult<Value> {
+        let headers = !self.headers_sent;
+        let shown =
+            self.representation
+                .event_object(rt, object, headers, std::time::SystemTime::now())?;
+        self.headers_sent = true;
+        Ok(shown)
+    }
 }
 
 /// Counts open watches for `/metrics` while it lives.

@@ -877,7 +877,11 @@ async fn a_node_reads_only_the_config_maps_and_secrets_its_pods_use() {
         (NODE_1, format!("{secrets}/other"), 'n'),
         (NODE_1, by_name("other"), 'n'),
         (NODE_1, secrets.clone(), 'n'),
-        (NODE_1, format!("/api/v1/namespaces/other/secrets/db"), 'n'),
+        (
+            NODE_1,
+            "/api/v1/namespaces/other/secrets/db".to_string(),
+            'n',
+        ),
         (
             NODE_1,
             format!("/api/v1/namespaces/{NS}/secrets/files"),

@@ -16,4 +16,5 @@ mod controllers_support;
 mod limits;
 mod scheduler;
 mod support;
+mod tables;
 mod watch;

@@ -1,5 +1,5 @@
 //! Watches: history then live changes, resume without gap or duplicate, 410 after
-//! compaction, selector transitions, timeouts and bookmarks.
+//! compaction, selector transitions, timeouts and bookmarks, watch-lists.
 
 use std::time::Duration;
 
@@ -232,4 +232,45 @@ async fn closing_watches_ends_them_for_shutdown() {
     );
     t.server.close_watches();
     assert!(events.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_watch_list_sends_the_current_objects_then_a_bookmark_then_changes() {
+    let t = TestServer::new().await;
+    let a = t.create(CONFIGMAPS, cm("a", "web")).await;
+    let b = t.create(CONFIGMAPS, cm("b", "web")).await;
+    // What client-go's informers ask for (kubectl `wait`, `rollout status`): the state as
+    // of at least the given version, then its end, then what changes.
+    let mut events = EventReader::new(
+        t.watch(&format!(
+            "{CONFIGMAPS}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&resourceVersion={}",
+            rv(&a)
+        ))
+        .await,
+    );
+    for expected in ["a", "b"] {
+        let (kind, object) = events.expect().await;
+        assert_eq!(kind, "ADDED");
+        assert_eq!(object["metadata"]["name"], expected);
+    }
+    let (kind, end) = events.expect().await;
+    assert_eq!(kind, "BOOKMARK");
+    assert_eq!(
+        end["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert!(rv(&end) >= rv(&b), "the state ends at or after b: {end}");
+    let c = t.create(CONFIGMAPS, cm("c", "web")).await;
+    let (kind, object) = events.expect().await;
+    assert_eq!((kind.as_str(), rv(&object)), ("ADDED", rv(&c)));
+
+    // `sendInitialEvents=false` without a version: changes from now on only.
+    let mut events = EventReader::new(
+        t.watch(&format!("{CONFIGMAPS}?watch=1&sendInitialEvents=false"))
+            .await,
+    );
+    t.create(CONFIGMAPS, cm("d", "web")).await;
+    let (kind, object) = events.expect().await;
+    assert_eq!(kind, "ADDED");
+    assert_eq!(object["metadata"]["name"], "d");
 }
