@@ -12,6 +12,9 @@
 //! checked against the store itself before it is refused: the pods of the namespace are
 //! scanned, decoding only those whose stored bytes name the node. A refusal costs a scan;
 //! an allowed read, a hash lookup.
+//!
+//! A pod's deletion reaches the graph as late: for that moment (milliseconds; as long as
+//! the store's watch lags) its node may still read what the pod used, as in Kubernetes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
