@@ -8,6 +8,7 @@ mod kubectl;
 mod network;
 mod pods;
 mod probes;
+mod python_client;
 mod rollout;
 mod run;
 mod samples;
