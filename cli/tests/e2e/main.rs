@@ -5,6 +5,7 @@ mod cluster;
 mod durability;
 mod jobs;
 mod kubectl;
+mod kubectl_port_forward;
 mod network;
 mod pods;
 mod probes;

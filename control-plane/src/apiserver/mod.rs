@@ -25,6 +25,7 @@ pub mod portforward;
 pub mod rbac;
 pub mod registry;
 mod request;
+mod spdy;
 mod table;
 pub mod throttle;
 pub mod tokens;
