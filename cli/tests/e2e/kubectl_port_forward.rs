@@ -1,6 +1,7 @@
-//! `kubectl port-forward` against a real `skiff server`: kubectl's SPDY protocol (after
-//! its WebSocket attempt is refused) carries each local connection to the pod's port in
-//! the pod network; a port nothing listens on is reported per connection.
+//! kubectl's streaming verbs against a real `skiff server`. `kubectl port-forward`:
+//! kubectl's SPDY protocol (after its WebSocket attempt is refused) carries each local
+//! connection to the pod's port in the pod network; a port nothing listens on is reported
+//! per connection. `kubectl exec`: a wasm pod has no shell, and says what to use instead.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -91,6 +92,37 @@ fn kubectl_port_forward_reaches_a_pods_port() {
         .unwrap();
     assert!(
         errors.contains("remotePort=9999") && errors.contains("connection refused"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn kubectl_exec_says_what_to_use_instead() {
+    let kubectl = crate::kubectl::venv().join("bin/kubectl");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
+    server.create(
+        PODS,
+        serde_json::json!({
+            "metadata": { "name": "ticker" },
+            "spec": { "containers": [{
+                "name": "main",
+                "image": format!("file:{}", skiff_samples::TICKER),
+            }] },
+        }),
+    );
+    wait_for("pod ticker Running", Duration::from_secs(60), || {
+        server.get(&format!("{PODS}/ticker"))["status"]["phase"] == "Running"
+    });
+    let output = Command::new(&kubectl)
+        .args(["exec", "ticker", "--", "sh"])
+        .env("KUBECONFIG", server.data_dir.join("kubeconfig"))
+        .output()
+        .expect("run kubectl exec");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{errors}");
+    assert!(
+        errors.contains("exec is not supported") && errors.contains("kubectl logs"),
         "{errors}"
     );
 }

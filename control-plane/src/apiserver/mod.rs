@@ -424,6 +424,14 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             };
             credentials::exchange(&server, name, user).await
         }
+        (_, Some(name), Some(sub @ ("exec" | "attach"))) if rt.kind == "Pod" => {
+            Err(ApiError::bad_request(format!(
+                "pods {name:?}: {sub} is not supported: a skiff pod runs WebAssembly modules, \
+                 with no shell or process to {sub} to; read its output with `kubectl logs`, \
+                 reach its ports with `kubectl port-forward`, and run a one-off module as a Job \
+                 (`skiff create job NAME --image MODULE -- ARGS`)"
+            )))
+        }
         (&Method::GET, Some(name), Some("log")) if rt.kind == "Pod" => {
             let params = logs::LogParams::parse(parts.uri.query())?;
             logs::pod_log(&server, rt, ns, name, params).await
@@ -483,7 +491,7 @@ fn known_subresource(rt: &registry::ResourceType, sub: &str) -> bool {
         "binding" => rt.kind == "Pod",
         "finalize" => rt.kind == "Namespace",
         "certificate" | "credential" => rt.kind == "Node",
-        "log" | "portforward" => rt.kind == "Pod",
+        "log" | "portforward" | "exec" | "attach" => rt.kind == "Pod",
         _ => false,
     }
 }
