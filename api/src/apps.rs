@@ -20,6 +20,7 @@ use crate::{fill_type_meta, impl_resource, is_default};
 /// Keeps `replicas` pods of its template running; Deployments manage ReplicaSets, one
 /// per template revision. Defaults: `replicas: 1` and the pod template's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSet {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -44,6 +45,7 @@ pub struct ReplicaSet {
 
 /// What a ReplicaSet keeps running.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetSpec {
     /// How many pods to run. Default 1.
@@ -65,6 +67,7 @@ pub struct ReplicaSetSpec {
 
 /// The ReplicaSet controller's count of the set's pods.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetStatus {
     /// Pods that exist (matching the selector, owned by the set).
@@ -107,6 +110,7 @@ pub struct ReplicaSetStatus {
 
 /// A condition of a ReplicaSet (`ReplicaFailure` when pods cannot be created).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetCondition {
     /// `ReplicaFailure`.
@@ -181,6 +185,7 @@ impl Object for ReplicaSet {
 /// and `maxSurge` 25%, `revisionHistoryLimit: 10`, `progressDeadlineSeconds: 600`, and
 /// the pod template's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -205,6 +210,7 @@ pub struct Deployment {
 
 /// What a Deployment runs and how it rolls changes out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// How many pods to run. Default 1.
@@ -213,12 +219,14 @@ pub struct DeploymentSpec {
     /// The pods it manages; must match the template's labels. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
+    /// The pods to run; a change to it rolls out new pods.
     #[serde(
         default,
         skip_serializing_if = "is_default",
         deserialize_with = "crate::null_as_default"
     )]
     pub template: PodTemplateSpec,
+    /// How old pods are replaced by new ones. Default `RollingUpdate`, 25% / 25%.
     #[serde(
         default,
         skip_serializing_if = "is_default",
@@ -245,6 +253,7 @@ pub struct DeploymentSpec {
 
 /// How a Deployment replaces old pods with new ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStrategy {
     /// `RollingUpdate` (default) or `Recreate` (all old pods go before new ones come).
@@ -257,6 +266,7 @@ pub struct DeploymentStrategy {
 
 /// The pace of a rolling update, each a count or a percentage of `replicas`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RollingUpdateDeployment {
     /// How many pods may be missing during the update (rounded down). Default 25%.
@@ -269,6 +279,7 @@ pub struct RollingUpdateDeployment {
 
 /// The Deployment controller's view of the rollout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     /// The generation the controller last acted on.
@@ -324,6 +335,7 @@ pub struct DeploymentStatus {
 
 /// A condition of a Deployment: `Available`, `Progressing`, `ReplicaFailure`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentCondition {
     #[serde(rename = "type", default, deserialize_with = "crate::null_as_default")]

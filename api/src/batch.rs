@@ -23,6 +23,7 @@ const LEGACY_JOB_NAME_LABEL: &str = "job-name";
 /// `batch.kubernetes.io/controller-uid: <uid>` with matching template labels (once the
 /// server has given the Job its uid), as Kubernetes generates them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -47,6 +48,7 @@ pub struct Job {
 
 /// What a Job runs and when it is done.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// How many pods may run at once.
@@ -87,6 +89,7 @@ pub struct JobSpec {
 
 /// The Job controller's count of the Job's pods, and the Job's conditions.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     /// `Complete`, `Failed`, `Suspended`, `FailureTarget`, `SuccessCriteriaMet`.
@@ -129,6 +132,7 @@ pub struct JobStatus {
 
 /// A condition of a Job: `Complete`, `Failed`, `Suspended`, ...
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobCondition {
     #[serde(rename = "type", default, deserialize_with = "crate::null_as_default")]

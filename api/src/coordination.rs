@@ -10,6 +10,7 @@ use crate::{fill_type_meta, impl_resource, is_default};
 /// A lease held by one party at a time: node heartbeats (`kube-node-lease/<node>`) and
 /// leader election among control planes. No defaults.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -29,6 +30,7 @@ pub struct Lease {
 /// Who holds the lease and until when. Times are RFC 3339 with microseconds
 /// (`2024-05-01T12:00:00.000000Z`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]

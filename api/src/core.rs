@@ -112,6 +112,26 @@ impl From<String> for IntOrString {
     }
 }
 
+/// Kubernetes' schema of an `IntOrString`: a string or an integer.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for IntOrString {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntOrString".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "int-or-string",
+            "x-kubernetes-int-or-string": true,
+        })
+    }
+}
+
 impl Serialize for IntOrString {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -163,6 +183,7 @@ impl<'de> Deserialize<'de> for IntOrString {
 /// A namespace: the scope of names and of most objects. Cluster-scoped; its name is a
 /// DNS-1123 label. Defaults: `spec.finalizers: ["kubernetes"]`, `status.phase: Active`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Namespace {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -187,6 +208,7 @@ pub struct Namespace {
 
 /// What a namespace needs before it can go.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceSpec {
     /// What must be cleaned up before a deleted namespace goes: `kubernetes` stands for
@@ -201,6 +223,7 @@ pub struct NamespaceSpec {
 
 /// The namespace's lifecycle phase.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceStatus {
     /// `Active` or `Terminating`.
@@ -216,6 +239,7 @@ pub struct NamespaceStatus {
 
 /// A condition of a namespace being deleted (`NamespaceDeletionContentFailure`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceCondition {
     #[serde(rename = "type", default, deserialize_with = "crate::null_as_default")]
@@ -269,6 +293,7 @@ impl Object for Namespace {
 /// its status (capacity, conditions, addresses); the control plane assigns its pod
 /// range. Default: `status.allocatable` is `status.capacity` when not given.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -293,6 +318,7 @@ pub struct Node {
 
 /// The control plane's wishes for a node: its pod range, cordon, taints.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     /// The node's pod range (`10.244.1.0/24`); the first of `podCIDRs`.
@@ -330,6 +356,7 @@ pub struct NodeSpec {
 
 /// A mark on a node that repels pods which do not tolerate it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Taint {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -346,6 +373,7 @@ pub struct Taint {
 
 /// What the node agent reports of its node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     /// Everything the node has: `cpu`, `memory`, `pods`.
@@ -392,6 +420,7 @@ pub struct NodeStatus {
 
 /// A condition of a node: `Ready`, `MemoryPressure`, `DiskPressure`, ...
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeCondition {
     #[serde(rename = "type", default, deserialize_with = "crate::null_as_default")]
@@ -412,6 +441,7 @@ pub struct NodeCondition {
 
 /// One address of a node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAddress {
     /// `InternalIP`, `ExternalIP`, `Hostname`, ...
@@ -423,6 +453,7 @@ pub struct NodeAddress {
 
 /// The ports of the node agent's own services.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeDaemonEndpoints {
     #[serde(
@@ -435,6 +466,7 @@ pub struct NodeDaemonEndpoints {
 
 /// A port of the node agent's own API.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DaemonEndpoint {
     /// Capitalised on the wire, as in Kubernetes.
     #[serde(rename = "Port", default, deserialize_with = "crate::null_as_default")]
@@ -443,6 +475,7 @@ pub struct DaemonEndpoint {
 
 /// What a node runs, as the agent reports it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSystemInfo {
     #[serde(
@@ -624,6 +657,7 @@ fn validate_taints(taints: &[Taint], path: &str) -> Vec<FieldError> {
 /// and a network identity. Defaults: see [`set_pod_spec_defaults`]; the pod's
 /// `status.qosClass` is derived from its resources.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -649,6 +683,7 @@ pub struct Pod {
 /// The pod's metadata and spec as a controller stamps them out (Deployment,
 /// ReplicaSet, Job `spec.template`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplateSpec {
     #[serde(
@@ -667,6 +702,7 @@ pub struct PodTemplateSpec {
 
 /// What a pod runs and how.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     /// Storage the containers may mount.
@@ -763,6 +799,7 @@ pub struct PodSpec {
 
 /// A reference by name to an object in the same namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
     #[serde(
@@ -775,6 +812,7 @@ pub struct LocalObjectReference {
 
 /// One container: a wasm module and how to run it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// A DNS-1123 label, unique within the pod.
@@ -854,6 +892,7 @@ pub struct Container {
 
 /// A port a container listens on (documentation, and the target of named ports).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     /// An IANA service name, unique in the container; Services refer to it.
@@ -873,6 +912,7 @@ pub struct ContainerPort {
 
 /// An environment variable: a literal `value` or one read `valueFrom` elsewhere.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -885,6 +925,7 @@ pub struct EnvVar {
 
 /// Where an environment variable's value comes from: exactly one source.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -901,6 +942,7 @@ pub struct EnvVarSource {
 
 /// One key of a ConfigMap.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeySelector {
     #[serde(
@@ -919,6 +961,7 @@ pub struct ConfigMapKeySelector {
 
 /// One key of a Secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeySelector {
     #[serde(
@@ -935,6 +978,7 @@ pub struct SecretKeySelector {
 
 /// A field of the pod (downward API). `apiVersion` defaults to `v1`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectFieldSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -945,6 +989,7 @@ pub struct ObjectFieldSelector {
 
 /// A resource amount of a container (downward API), divided by `divisor`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceFieldSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -958,6 +1003,7 @@ pub struct ResourceFieldSelector {
 
 /// Every key of a ConfigMap or Secret as environment variables.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvFromSource {
     /// Put before every key.
@@ -971,6 +1017,7 @@ pub struct EnvFromSource {
 
 /// A ConfigMap whose keys become environment variables.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapEnvSource {
     #[serde(
@@ -985,6 +1032,7 @@ pub struct ConfigMapEnvSource {
 
 /// A Secret whose keys become environment variables.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretEnvSource {
     #[serde(
@@ -1001,6 +1049,7 @@ pub struct SecretEnvSource {
 /// used for scheduling). Keys are `cpu`, `memory`, `ephemeral-storage`, or extended
 /// resources (`example.com/foo`). Requests default to the limits given.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
     #[serde(
@@ -1019,6 +1068,7 @@ pub struct ResourceRequirements {
 
 /// A volume made visible in a container at `mountPath`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeMount {
     /// The name of one of the pod's volumes.
@@ -1040,6 +1090,7 @@ pub struct VolumeMount {
 
 /// Storage of a pod: a name and exactly one source.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
     /// A DNS-1123 label, unique within the pod.
@@ -1057,6 +1108,7 @@ pub struct Volume {
 
 /// A scratch directory that lives as long as the pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EmptyDirVolumeSource {
     /// `""` (node storage) or `Memory`.
@@ -1068,6 +1120,7 @@ pub struct EmptyDirVolumeSource {
 
 /// The keys of a ConfigMap as files. `defaultMode` defaults to 0644 (420).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapVolumeSource {
     #[serde(
@@ -1091,6 +1144,7 @@ pub struct ConfigMapVolumeSource {
 
 /// The keys of a Secret as files. `defaultMode` defaults to 0644 (420).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretVolumeSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1109,6 +1163,7 @@ pub struct SecretVolumeSource {
 
 /// One key of a ConfigMap or Secret, as a file at a relative `path`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct KeyToPath {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1122,6 +1177,7 @@ pub struct KeyToPath {
 
 /// A directory of the node; only where the node allows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HostPathVolumeSource {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1135,6 +1191,7 @@ pub struct HostPathVolumeSource {
 /// A health check of a container: exactly one handler, and its timing. Defaults:
 /// `periodSeconds` 10, `timeoutSeconds` 1, `successThreshold` 1, `failureThreshold` 3.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1164,6 +1221,7 @@ pub struct Probe {
 
 /// Runs a command in the container; exit code 0 passes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExecAction {
     #[serde(
@@ -1176,6 +1234,7 @@ pub struct ExecAction {
 
 /// An HTTP GET to the pod; 200–399 passes. Defaults: `path` `/`, `scheme` `HTTP`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpGetAction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1199,6 +1258,7 @@ pub struct HttpGetAction {
 
 /// A header sent with an HTTP probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HttpHeader {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1209,6 +1269,7 @@ pub struct HttpHeader {
 
 /// A TCP connection to the pod; connecting passes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TcpSocketAction {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1219,6 +1280,7 @@ pub struct TcpSocketAction {
 
 /// A gRPC health check.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcAction {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1230,6 +1292,7 @@ pub struct GrpcAction {
 /// Lets a pod be scheduled on (or stay on) nodes with a matching taint.
 /// `operator` defaults to `Equal`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Toleration {
     /// Empty with `Exists` tolerates every taint.
@@ -1273,6 +1336,7 @@ impl Toleration {
 /// Scheduling constraints. Only node affinity is interpreted by skiff; pod
 /// (anti-)affinity is kept as given.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1285,6 +1349,7 @@ pub struct Affinity {
 
 /// Which nodes a pod must, or would rather, run on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAffinity {
     /// The node must match.
@@ -1301,6 +1366,7 @@ pub struct NodeAffinity {
 
 /// Terms of which at least one must match a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
     #[serde(
@@ -1313,6 +1379,7 @@ pub struct NodeSelector {
 
 /// Requirements that must all match a node; a term without any matches nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
     /// On the node's labels.
@@ -1333,6 +1400,7 @@ pub struct NodeSelectorTerm {
 
 /// `key` `operator` (`In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`) `values`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorRequirement {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1349,6 +1417,7 @@ pub struct NodeSelectorRequirement {
 
 /// A node preference and how much it counts in scoring.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PreferredSchedulingTerm {
     /// 1–100.
@@ -1406,6 +1475,7 @@ impl NodeSelectorRequirement {
 
 /// What is known of a running pod, written by its node agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
@@ -1467,6 +1537,7 @@ pub struct PodStatus {
 
 /// One IP address of a pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PodIp {
     #[serde(default, deserialize_with = "crate::null_as_default")]
     pub ip: String,
@@ -1474,6 +1545,7 @@ pub struct PodIp {
 
 /// One IP address of the node a pod runs on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostIp {
     #[serde(default, deserialize_with = "crate::null_as_default")]
     pub ip: String,
@@ -1481,6 +1553,7 @@ pub struct HostIp {
 
 /// A condition of a pod: `PodScheduled`, `Initialized`, `ContainersReady`, `Ready`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PodCondition {
     #[serde(rename = "type", default, deserialize_with = "crate::null_as_default")]
@@ -1500,6 +1573,7 @@ pub struct PodCondition {
 
 /// What is known of one container of a running pod.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -1544,6 +1618,7 @@ pub struct ContainerStatus {
 
 /// At most one of the three is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1556,6 +1631,7 @@ pub struct ContainerState {
 
 /// The container is not running yet (or again): being pulled, backing off.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStateWaiting {
     /// `ContainerCreating`, `CrashLoopBackOff`, `ErrImagePull`, ...
@@ -1567,6 +1643,7 @@ pub struct ContainerStateWaiting {
 
 /// The container runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStateRunning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1575,6 +1652,7 @@ pub struct ContainerStateRunning {
 
 /// The container ran and stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStateTerminated {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -2900,6 +2978,7 @@ fn changed_fields(new: &PodSpec, old: &PodSpec) -> String {
 /// None`, port `protocol: TCP`, `targetPort` = `port`, `externalTrafficPolicy: Cluster`
 /// for NodePort and LoadBalancer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -2924,6 +3003,7 @@ pub struct Service {
 
 /// What a service exposes and where traffic goes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// `ClusterIP` (default), `NodePort`, `LoadBalancer` or `ExternalName`.
@@ -3000,6 +3080,7 @@ pub struct ServiceSpec {
 
 /// One port of a service and where it leads.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
     /// Required, and unique, when the service has more than one port.
@@ -3023,6 +3104,7 @@ pub struct ServicePort {
 
 /// What is known of a service beyond the cluster: its load balancer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceStatus {
     #[serde(
@@ -3035,6 +3117,7 @@ pub struct ServiceStatus {
 
 /// A LoadBalancer service's external addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerStatus {
     #[serde(
@@ -3047,6 +3130,7 @@ pub struct LoadBalancerStatus {
 
 /// One external address of a load balancer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerIngress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3372,6 +3456,7 @@ impl Object for Service {
 /// The addresses behind a service, kept by the endpoints controller: ready pods in
 /// `addresses`, the others in `notReadyAddresses`. Defaults: port `protocol: TCP`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -3390,6 +3475,7 @@ pub struct Endpoints {
 
 /// Addresses that all serve the same ports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSubset {
     #[serde(
@@ -3414,6 +3500,7 @@ pub struct EndpointSubset {
 
 /// One pod (or other address) behind a service.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointAddress {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -3429,6 +3516,7 @@ pub struct EndpointAddress {
 
 /// A port the addresses of a subset serve.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     /// The service port's name; required when there is more than one port.
@@ -3542,6 +3630,7 @@ const IMMUTABLE_SET_ERROR: &str = "field is immutable when `immutable` is set";
 
 /// Configuration as keys and values, for environment variables and volume files.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMap {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -3660,6 +3749,7 @@ impl Object for ConfigMap {
 /// Sensitive keys and values. `data` holds base64 text; `stringData` is a write-only
 /// convenience that the defaults merge into `data`. Default `type: Opaque`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -3807,6 +3897,7 @@ impl Object for Secret {
 /// Something that happened to an object, for people (`kubectl describe`, `get
 /// events`). Events about cluster-scoped objects live in the `default` namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -3860,6 +3951,7 @@ pub struct Event {
 
 /// Who reported an event.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -3870,6 +3962,7 @@ pub struct EventSource {
 
 /// A repeated event, counted instead of recorded again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventSeries {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,10 @@ pub mod resource;
 pub mod selector;
 pub mod validation;
 
+/// The schema generator the types' `JsonSchema` impls are for (feature `schema`).
+#[cfg(feature = "schema")]
+pub use schemars;
+
 pub use core::IntOrString;
 pub use meta::{ListMeta, ObjectMeta, OwnerReference, Status, StatusCause, StatusDetails};
 pub use quantity::Quantity;

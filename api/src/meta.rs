@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Metadata every persisted object has. Field names and omission rules follow
 /// Kubernetes' `ObjectMeta`: absent options and empty collections are not written.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +83,7 @@ impl ObjectMeta {
 
 /// A link from an object to one that owns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     pub api_version: String,
@@ -98,6 +100,7 @@ pub struct OwnerReference {
 
 /// Metadata of a list response.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ListMeta {
     /// The store revision the list was read at; a watch resumes from it.
@@ -126,6 +129,7 @@ pub struct List<T> {
 
 /// The error (or success) object of the Kubernetes API: every failed call answers one.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     #[serde(default)]
@@ -151,6 +155,7 @@ pub struct Status {
 
 /// What a `Status` is about, and the field-level causes of an `Invalid`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusDetails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +175,7 @@ pub struct StatusDetails {
 
 /// One reason a request failed, naming the field where one is to blame.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusCause {
     /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueDuplicate`, ...
@@ -184,6 +190,7 @@ pub struct StatusCause {
 
 /// The body of a `pods/binding` request: which node a pod goes to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Binding {
     #[serde(default)]
@@ -197,6 +204,7 @@ pub struct Binding {
 
 /// A reference to another object, as in an Event's `involvedObject`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +225,7 @@ pub struct ObjectReference {
 
 /// The `scale` subresource of Deployments and ReplicaSets (`autoscaling/v1`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Scale {
     #[serde(default)]
@@ -233,6 +242,7 @@ pub struct Scale {
 
 /// The wanted replica count of a scaled object.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +251,7 @@ pub struct ScaleSpec {
 
 /// The current replica count of a scaled object and how its pods are selected.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleStatus {
     #[serde(default)]
@@ -252,6 +263,7 @@ pub struct ScaleStatus {
 
 /// Options of a delete call (body of DELETE), as Kubernetes' `DeleteOptions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +281,7 @@ pub struct DeleteOptions {
 
 /// Conditions a delete must meet to go ahead.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Preconditions {
     #[serde(default, skip_serializing_if = "Option::is_none")]

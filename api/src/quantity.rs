@@ -258,6 +258,26 @@ impl From<String> for Quantity {
     }
 }
 
+/// Kubernetes' schema of a quantity: a string, or a number as YAML writes `cpu: 1`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Quantity {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Quantity".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "quantity",
+            "x-kubernetes-int-or-string": true,
+        })
+    }
+}
+
 impl Serialize for Quantity {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)

@@ -23,6 +23,7 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 /// `*` matches every verb, group, resource or URL; a resource may name a subresource
 /// (`pods/log`, `*/scale`); a URL ending in `*` matches by prefix (`/apis/*`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRule {
     #[serde(default, deserialize_with = "crate::null_as_default")]
@@ -125,6 +126,7 @@ impl PolicyRule {
 
 /// The role a binding grants.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleRef {
     /// Always `rbac.authorization.k8s.io`.
@@ -139,6 +141,7 @@ pub struct RoleRef {
 
 /// Who a binding grants its role to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Subject {
     /// `User`, `Group` or `ServiceAccount`.
@@ -222,6 +225,7 @@ impl Subject {
 
 /// Rules that apply inside one namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -237,6 +241,7 @@ pub struct Role {
 /// Rules that apply in every namespace (through a ClusterRoleBinding) or in one
 /// (through a RoleBinding), and to cluster-scoped kinds and non-resource URLs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRole {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -251,6 +256,7 @@ pub struct ClusterRole {
 
 /// Grants a Role of its namespace, or a ClusterRole, to subjects within its namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleBinding {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -267,6 +273,7 @@ pub struct RoleBinding {
 
 /// Grants a ClusterRole to subjects across the whole cluster.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRoleBinding {
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -21,6 +21,7 @@ use crate::validation::{
 /// and every `matchExpressions` requirement must hold. An empty selector matches
 /// everything, as in Kubernetes (where a selector is optional, absence is `None`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// `key: value` pairs the labels must contain.
@@ -41,6 +42,7 @@ pub struct LabelSelector {
 /// One requirement of a [`LabelSelector`]: `key` `operator` (`In`, `NotIn`, `Exists`,
 /// `DoesNotExist`) `values`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelectorRequirement {
     #[serde(default, deserialize_with = "crate::null_as_default")]

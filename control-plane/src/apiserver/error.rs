@@ -50,7 +50,8 @@ impl ApiError {
         field: Option<String>,
         problem: impl std::fmt::Display,
     ) -> Self {
-        let version = rt.api_version();
+        // Kubernetes names the version alone: `Deployment in version "v1"`.
+        let version = rt.version;
         let message = match &field {
             Some(field) => format!(
                 "{kind} in version {version:?} cannot be handled as a {kind}: {field}: {problem}",
@@ -166,6 +167,44 @@ impl ApiError {
         }
     }
 
+    /// Options of a request Kubernetes refuses (an unknown `dryRun` or `fieldValidation`):
+    /// 422 naming the options' kind (`CreateOptions`) and each bad parameter, as Kubernetes.
+    pub fn invalid_options(options_kind: &str, errors: &[FieldError]) -> Self {
+        let summary = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let summary = if errors.len() == 1 {
+            summary
+        } else {
+            format!("[{summary}]")
+        };
+        ApiError {
+            code: StatusCode::UNPROCESSABLE_ENTITY,
+            reason: "Invalid",
+            message: format!("{options_kind}.meta.k8s.io \"\" is invalid: {summary}"),
+            details: Some(Box::new(StatusDetails {
+                group: Some("meta.k8s.io".into()),
+                kind: Some(options_kind.to_string()),
+                causes: errors
+                    .iter()
+                    .map(|e| StatusCause {
+                        reason: Some(e.kind.reason().to_string()),
+                        message: Some(
+                            e.to_string()
+                                .split_once(": ")
+                                .map(|(_, rest)| rest.to_string())
+                                .unwrap_or_default(),
+                        ),
+                        field: Some(e.field.clone()),
+                    })
+                    .collect(),
+                ..StatusDetails::default()
+            })),
+        }
+    }
+
     /// The same error with another HTTP code (a node's answer, relayed).
     pub fn with_code(mut self, code: StatusCode) -> Self {
         self.code = code;
@@ -192,7 +231,7 @@ impl ApiError {
         // send protobuf and never retry with JSON: say what works instead.
         if content_type.starts_with("application/vnd.kubernetes.protobuf") {
             message.push_str(
-                "; skiff reads JSON and YAML bodies, not Kubernetes protobuf: with kubectl, create the object from its manifest instead, as in `kubectl create deployment NAME --image=IMAGE --dry-run=client -o yaml | kubectl create --validate=false -f -`",
+                "; skiff reads JSON and YAML bodies, not Kubernetes protobuf: with kubectl, create the object from its manifest instead, as in `kubectl create deployment NAME --image=IMAGE --dry-run=client -o yaml | kubectl create -f -`",
             );
         }
         Self::new(

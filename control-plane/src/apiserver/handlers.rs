@@ -16,8 +16,10 @@ use super::error::{ApiError, ApiResult};
 use super::object::{
     self, check_type, decode, encode, meta_mut, meta_str, name_of, parse_revision,
 };
+use super::openapi::Catalog;
 use super::registry::ResourceType;
 use super::request::{BodyFormat, Params};
+use super::strategic;
 use super::table::{Read, Representation};
 use super::{ApiServer, allocator};
 use crate::store::{KeyValue, ListOptions, StoreError};
@@ -156,6 +158,14 @@ impl From<ApiError> for Attempt {
     }
 }
 
+/// The object an update is for, and whether it is only tried.
+struct UpdateTarget<'a> {
+    namespace: Option<&'a str>,
+    name: &'a str,
+    part: Part,
+    dry_run: bool,
+}
+
 /// What a mutation wants written, and the revision the caller required, if any.
 pub struct Desired {
     pub object: Value,
@@ -282,7 +292,25 @@ impl ApiServer {
         &self,
         rt: &ResourceType,
         namespace: Option<&str>,
+        object: Value,
+    ) -> ApiResult<Value> {
+        self.create_object_as(rt, namespace, object, false).await
+    }
+
+    /// Creates an object; with `dry_run`, goes through every step of a create — type,
+    /// namespace, generated name, defaults, validation, a free name, addresses — and
+    /// answers with what would have been stored, storing nothing.
+    ///
+    /// A dry run's addresses (a Service's ClusterIP and node ports, a Node's pod range)
+    /// are taken from the allocator exactly as a real create takes them, so the answer
+    /// holds an address that was free and a requested one is checked, and given back
+    /// before the answer goes out: nothing stays allocated.
+    pub(crate) async fn create_object_as(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
         mut object: Value,
+        dry_run: bool,
     ) -> ApiResult<Value> {
         check_type(rt, &mut object)?;
         let meta = meta_mut(&mut object)?;
@@ -336,20 +364,24 @@ impl ApiServer {
 
         // Addresses are taken before the write and given back if it fails.
         let taken = self.allocate(rt, &mut object).await?;
-        let created = self.create_with_name(rt, namespace, object, generate).await;
-        if created.is_err() {
+        let created = self
+            .create_with_name(rt, namespace, object, generate, dry_run)
+            .await;
+        if created.is_err() || dry_run {
             self.release(rt, &taken).await;
         }
         created
     }
 
-    /// Writes a new object, making up its name from `generateName` when asked.
+    /// Writes a new object, making up its name from `generateName` when asked; with
+    /// `dry_run`, only checks that the name is free.
     async fn create_with_name(
         &self,
         rt: &ResourceType,
         namespace: Option<&str>,
         object: Value,
         generate: bool,
+        dry_run: bool,
     ) -> ApiResult<Value> {
         for _ in 0..8 {
             let mut candidate = object.clone();
@@ -365,6 +397,14 @@ impl ApiServer {
             let candidate = rt.normalize(candidate, None)?;
             let name = name_of(&candidate).to_string();
             let key = rt.key(namespace, Some(&name));
+            if dry_run {
+                match self.store.get(&key).await {
+                    Ok(None) => return Ok(candidate),
+                    Ok(Some(_)) if generate => continue,
+                    Ok(Some(_)) => return Err(ApiError::already_exists(rt, &name)),
+                    Err(error) => return Err(ApiError::from_store(rt, &name, error)),
+                }
+            }
             match self.store.create(&key, encode(&candidate)?).await {
                 Ok(kv) => return decode(&kv),
                 Err(StoreError::AlreadyExists { .. }) if generate => continue,
@@ -454,15 +494,33 @@ impl ApiServer {
         part: Part,
         mutate: impl Fn(&Value) -> ApiResult<Desired>,
     ) -> ApiResult<Value> {
+        self.update_object_as(rt, namespace, name, part, false, mutate)
+            .await
+    }
+
+    /// [`Self::update_object`]; with `dry_run`, everything but the write: the answer is
+    /// the object as it would be stored, at the revision it has now.
+    pub(crate) async fn update_object_as(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        part: Part,
+        dry_run: bool,
+        mutate: impl Fn(&Value) -> ApiResult<Desired>,
+    ) -> ApiResult<Value> {
         let mut attempts = Attempts::new();
         while attempts.next().await {
             let (kv, current) = self.get_object(rt, namespace, name).await?;
             let desired = mutate(&current)?;
             let conditional = desired.precondition.is_some();
-            match self
-                .try_update(rt, namespace, name, part, &kv, current, desired)
-                .await
-            {
+            let target = UpdateTarget {
+                namespace,
+                name,
+                part,
+                dry_run,
+            };
+            match self.try_update(rt, target, &kv, current, desired).await {
                 Ok(object) => return Ok(object),
                 Err(Attempt::Raced) if !conditional => continue,
                 Err(Attempt::Raced) => return Err(ApiError::modified(rt, name)),
@@ -479,6 +537,7 @@ impl ApiServer {
     /// through a pod update's typed decode and validation: the change is the server's
     /// own, and there is one binding per pod on the scheduler's hot path. Retries on a
     /// fresh read when the pod changed meanwhile, as any write without a precondition.
+    /// With `dry_run`, checks that the binding would be made and makes none.
     pub(crate) async fn bind_pod(
         &self,
         rt: &ResourceType,
@@ -486,6 +545,7 @@ impl ApiServer {
         name: &str,
         uid: Option<&str>,
         node: &str,
+        dry_run: bool,
     ) -> ApiResult<()> {
         let key = rt.key(namespace, Some(name));
         let mut attempts = Attempts::new();
@@ -514,6 +574,9 @@ impl ApiServer {
                     name,
                     &format!("pod {name} is already assigned to node {bound:?}"),
                 ));
+            }
+            if dry_run {
+                return Ok(());
             }
             let object = pod
                 .as_object_mut()
@@ -546,17 +609,20 @@ impl ApiServer {
         Err(ApiError::modified(rt, name))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn try_update(
         &self,
         rt: &ResourceType,
-        namespace: Option<&str>,
-        name: &str,
-        part: Part,
+        target: UpdateTarget<'_>,
         kv: &KeyValue,
         old: Value,
         desired: Desired,
     ) -> Result<Value, Attempt> {
+        let UpdateTarget {
+            namespace,
+            name,
+            part,
+            dry_run,
+        } = target;
         if desired.precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(Attempt::Raced);
         }
@@ -660,6 +726,10 @@ impl ApiServer {
             meta_mut(&mut new)?.insert("generation".into(), json!(generation));
         }
         let key = rt.key(namespace, Some(name));
+        if dry_run {
+            // What a real update would answer; deletion due or not, nothing changes.
+            return Ok(if encode(&new)? == kv.value { old } else { new });
+        }
         if deletion_is_due(rt, &new) {
             return match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(gone) => {
@@ -684,12 +754,16 @@ impl ApiServer {
 
     /// Deletes an object as Kubernetes does: at once, or — when finalizers or a grace
     /// period hold it — by marking it with `deletionTimestamp` for its owners to finish.
+    ///
+    /// With `dry_run`, every check and the answer a real delete would give (the object
+    /// gone, or marked for deletion), and no change.
     pub(crate) async fn delete_object(
         &self,
         rt: &ResourceType,
         namespace: Option<&str>,
         name: &str,
         options: &skiff_api::meta::DeleteOptions,
+        dry_run: bool,
     ) -> ApiResult<Value> {
         if rt.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
             return Err(ApiError::forbidden(format!(
@@ -755,6 +829,9 @@ impl ApiServer {
                         .is_some_and(|a| !a.is_empty());
                 let held = !finalizers.is_empty() || namespace_finalizers;
                 if !held && grace == 0 {
+                    if dry_run {
+                        return Ok(current);
+                    }
                     return match self.store.delete(&key, Some(kv.mod_revision)).await {
                         Ok(gone) => {
                             self.release(rt, &current).await;
@@ -781,6 +858,9 @@ impl ApiServer {
             }
             if rt.kind == "Namespace" {
                 marked["status"] = json!({ "phase": "Terminating" });
+            }
+            if dry_run {
+                return Ok(marked);
             }
             // The marked object goes to the store as is: deletion marks are the server's own.
             match self
@@ -1008,12 +1088,27 @@ pub fn apply_patch(
 ) -> ApiResult<Value> {
     let mut patched = current.clone();
     match format {
-        BodyFormat::MergePatch | BodyFormat::StrategicMergePatch | BodyFormat::ApplyPatch => {
+        BodyFormat::MergePatch | BodyFormat::ApplyPatch => {
             let patch = super::request::decode_body(body, format)?;
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }
             json_patch::merge(&mut patched, &patch);
+        }
+        BodyFormat::StrategicMergePatch => {
+            let Value::Object(patch) = super::request::decode_body(body, format)? else {
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
+            };
+            let catalog = Catalog::get();
+            // The kind's schema guides the merge; a subresource's object (a Scale) has
+            // none of its own here, and merges its lists whole.
+            let schema = catalog
+                .kind(rt)
+                .filter(|_| current.get("kind").and_then(Value::as_str) == Some(rt.kind));
+            patched = strategic::apply(catalog, schema, patched, patch)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         BodyFormat::JsonPatch => {
             let patch = super::request::decode_body(body, format)?;

@@ -15,17 +15,20 @@ pub mod credentials;
 mod discovery;
 pub mod error;
 mod escalation;
+mod fields;
 mod handlers;
 mod logs;
 mod metrics;
 pub mod modules;
 pub mod node_graph;
 mod object;
+pub mod openapi;
 pub mod portforward;
 pub mod rbac;
 pub mod registry;
 mod request;
 mod spdy;
+mod strategic;
 mod table;
 pub mod throttle;
 pub mod tokens;
@@ -47,7 +50,9 @@ use self::auth::Authenticator;
 use self::error::{ApiError, ApiResult};
 use self::handlers::{Desired, Part, apply_patch, patch_precondition, put_desired, success_status};
 use self::registry::Registry;
-use self::request::{BodyFormat, Params, ResourcePath, Target, decode_body, read_body};
+use self::request::{
+    BodyFormat, Params, ResourcePath, Target, WriteOptions, decode_body, read_body,
+};
 use crate::store::Store;
 
 pub use self::handlers::{INITIAL_NAMESPACES, PROTECTED_NAMESPACES};
@@ -182,6 +187,8 @@ impl ApiServer {
                 get(|| async { axum::Json(discovery::version()) }),
             )
             .route("/metrics", get(metrics_text))
+            .route("/openapi/v3", get(openapi_v3))
+            .route("/openapi/v3/{*rest}", get(openapi_v3))
             .route("/api", any(core_api))
             .route("/api/{*rest}", any(core_api))
             .route("/apis", any(named_api))
@@ -250,6 +257,12 @@ async fn metrics_text(State(server): State<Arc<ApiServer>>) -> Response {
         server.metrics.render(revision),
     )
         .into_response()
+}
+
+/// The OpenAPI v3 documents (see [`openapi`]).
+async fn openapi_v3(request: Request) -> Response {
+    openapi::serve(request.uri().path(), request.headers())
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Records every request's verb, code and latency.
@@ -338,18 +351,23 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         }
         (&Method::GET, None, None) => server.serve_list(rt, ns, &params, &parts.headers).await,
         (&Method::POST, None, None) => {
+            let write = WriteOptions::parse(&params, "CreateOptions")?;
             let object = body_object(&server, &parts.headers, body).await?;
+            let (object, warnings) = fields::check(rt, object, write.field_validation)?;
             escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
-            let created = server.create_object(rt, ns, object).await?;
-            Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+            let created = server
+                .create_object_as(rt, ns, object, write.dry_run)
+                .await?;
+            let response = (StatusCode::CREATED, axum::Json(created)).into_response();
+            Ok(fields::with_warnings(response, &warnings))
         }
         (&Method::DELETE, None, None) => {
-            let options = delete_options(&server, &parts.headers, body, &params).await?;
+            let (options, dry_run) = delete_options(&server, &parts.headers, body, &params).await?;
             let listing = server.list_objects(rt, ns, &params).await?;
             for item in listing["items"].as_array().into_iter().flatten() {
                 let item_ns = object::meta_str(item, "namespace");
                 match server
-                    .delete_object(rt, item_ns, object::name_of(item), &options)
+                    .delete_object(rt, item_ns, object::name_of(item), &options, dry_run)
                     .await
                 {
                     Ok(_) => {}
@@ -367,28 +385,35 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
                 .await
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
+            let write = WriteOptions::parse(&params, "UpdateOptions")?;
             let part = part_of(rt, sub)?;
             let object = body_object(&server, &parts.headers, body).await?;
+            let (object, warnings) = fields::check(rt, object, write.field_validation)?;
             let desired = put_desired(&object)?;
             escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
             let updated = server
-                .update_object(rt, ns, name, part, |_| {
+                .update_object_as(rt, ns, name, part, write.dry_run, |_| {
                     Ok(Desired {
                         object: desired.object.clone(),
                         precondition: desired.precondition,
                     })
                 })
                 .await?;
-            Ok(json_ok(updated))
+            Ok(fields::with_warnings(json_ok(updated), &warnings))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
+            let write = WriteOptions::parse(&params, "PatchOptions")?;
             let part = part_of(rt, sub)?;
             let format = BodyFormat::from_headers(&parts.headers)?;
             let bytes = read_body(body, server.config.max_body_bytes).await?;
+            // The warnings of the attempt that was written (a retried attempt has its own).
+            let warnings = std::sync::Mutex::new(Vec::new());
             let updated = server
-                .update_object(rt, ns, name, part, |current| {
+                .update_object_as(rt, ns, name, part, write.dry_run, |current| {
                     let patched =
                         apply_patch(rt, current, &bytes, format, server.config.max_body_bytes)?;
+                    let (patched, found) = fields::check(rt, patched, write.field_validation)?;
+                    *warnings.lock().unwrap_or_else(|e| e.into_inner()) = found;
                     let access = server.access.snapshot();
                     escalation::check(&access, user(&parts), rt, ns, &patched)?;
                     let precondition = patch_precondition(current, &patched)?;
@@ -398,15 +423,21 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
                     })
                 })
                 .await?;
-            Ok(json_ok(updated))
+            let warnings = warnings.into_inner().unwrap_or_else(|e| e.into_inner());
+            Ok(fields::with_warnings(json_ok(updated), &warnings))
         }
         (&Method::DELETE, Some(name), None) => {
-            let options = delete_options(&server, &parts.headers, body, &params).await?;
-            Ok(json_ok(server.delete_object(rt, ns, name, &options).await?))
+            let (options, dry_run) = delete_options(&server, &parts.headers, body, &params).await?;
+            Ok(json_ok(
+                server
+                    .delete_object(rt, ns, name, &options, dry_run)
+                    .await?,
+            ))
         }
         (&Method::POST, Some(name), Some("binding")) if rt.kind == "Pod" => {
+            let write = WriteOptions::parse(&params, "CreateOptions")?;
             let binding = body_object(&server, &parts.headers, body).await?;
-            bind(&server, rt, ns, name, &binding).await
+            bind(&server, rt, ns, name, &binding, write.dry_run).await
         }
         (&Method::POST, Some(name), Some("certificate")) if rt.kind == "Node" => {
             let body = body_object(&server, &parts.headers, body).await?;
@@ -437,7 +468,17 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             logs::pod_log(&server, rt, ns, name, params).await
         }
         (method, Some(name), Some("scale")) if rt.scalable => {
-            scale(&server, rt, ns, name, method, &parts.headers, body).await
+            let write = match *method {
+                Method::PUT => WriteOptions::parse(&params, "UpdateOptions")?,
+                Method::PATCH => WriteOptions::parse(&params, "PatchOptions")?,
+                _ => WriteOptions::default(),
+            };
+            let request = ScaleRequest {
+                method,
+                headers: &parts.headers,
+                dry_run: write.dry_run,
+            };
+            scale(&server, rt, ns, name, request, body).await
         }
         (_, Some(_), Some(sub)) if !known_subresource(rt, sub) => {
             Err(ApiError::path_not_found(path))
@@ -526,18 +567,37 @@ async fn body_object(server: &ApiServer, headers: &HeaderMap, body: Body) -> Api
     Ok(value)
 }
 
+/// A delete's options, from its body and query, and whether it is a dry run (`dryRun`
+/// in either).
 async fn delete_options(
     server: &ApiServer,
     headers: &HeaderMap,
     body: Body,
     params: &Params,
-) -> ApiResult<skiff_api::meta::DeleteOptions> {
+) -> ApiResult<(skiff_api::meta::DeleteOptions, bool)> {
     let bytes = read_body(body, server.config.max_body_bytes).await?;
+    let mut dry_run = request::dry_run(params.dry_run.as_deref(), "DeleteOptions")?;
     let mut options: skiff_api::meta::DeleteOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
         Default::default()
     } else {
         let format = BodyFormat::from_headers(headers)?;
         let value = decode_body(&bytes, format)?;
+        match value.get("dryRun") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(values)) => {
+                for value in values {
+                    let value = value.as_str().ok_or_else(|| {
+                        ApiError::bad_request("DeleteOptions: dryRun: expected a list of strings")
+                    })?;
+                    dry_run |= request::dry_run(Some(value), "DeleteOptions")?;
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "DeleteOptions: dryRun: expected a list of strings",
+                ));
+            }
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             ApiError::bad_request(format!("DeleteOptions: {}: {}", e.path(), e.inner()))
         })?
@@ -551,7 +611,7 @@ async fn delete_options(
     if params.orphan_dependents.as_deref() == Some("true") && options.propagation_policy.is_none() {
         options.propagation_policy = Some("Orphan".into());
     }
-    Ok(options)
+    Ok((options, dry_run))
 }
 
 /// `POST pods/NAME/binding`: assigns an unscheduled pod to a node, once.
@@ -561,6 +621,7 @@ async fn bind(
     ns: Option<&str>,
     name: &str,
     binding: &Value,
+    dry_run: bool,
 ) -> ApiResult<Response> {
     let node = binding
         .pointer("/target/name")
@@ -577,8 +638,15 @@ async fn bind(
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
         .filter(|uid| !uid.is_empty());
-    server.bind_pod(rt, ns, name, uid, node).await?;
+    server.bind_pod(rt, ns, name, uid, node, dry_run).await?;
     Ok((StatusCode::CREATED, axum::Json(success_status(None))).into_response())
+}
+
+/// How a `scale` subresource is called: its method, headers and `dryRun`.
+struct ScaleRequest<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    dry_run: bool,
 }
 
 /// `deployments/NAME/scale`, `replicasets/NAME/scale`: read or set `spec.replicas`.
@@ -587,10 +655,14 @@ async fn scale(
     rt: &registry::ResourceType,
     ns: Option<&str>,
     name: &str,
-    method: &Method,
-    headers: &HeaderMap,
+    request: ScaleRequest<'_>,
     body: Body,
 ) -> ApiResult<Response> {
+    let ScaleRequest {
+        method,
+        headers,
+        dry_run,
+    } = request;
     let to_scale = |object: &Value| {
         let selector = object
             .pointer("/spec/selector")
@@ -627,7 +699,7 @@ async fn scale(
                 decode_body(&bytes, format)?
             };
             server
-                .update_object(rt, ns, name, Part::Main, |current| {
+                .update_object_as(rt, ns, name, Part::Main, dry_run, |current| {
                     let current_scale = to_scale(current);
                     let wanted = if is_patch {
                         apply_patch(

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
+use skiff_api::{FieldError, FieldErrorKind};
 
 use super::bounded::{self, DecodeError};
 use super::error::{ApiError, ApiResult};
@@ -131,6 +132,10 @@ pub struct Params {
     pub include_object: Option<String>,
     /// Whether a watch starts with the current objects and a bookmark where they end.
     pub send_initial_events: Option<String>,
+    /// `All`: the write is tried in full and nothing is stored (see [`WriteOptions`]).
+    pub dry_run: Option<String>,
+    /// What a write does with fields the kind does not have: `Ignore`, `Warn` or `Strict`.
+    pub field_validation: Option<String>,
 }
 
 impl Params {
@@ -182,6 +187,74 @@ impl Params {
                 ))),
             },
         }
+    }
+}
+
+/// What a write asks for beyond its body: whether it is only tried (`dryRun=All`) and
+/// what becomes of unknown fields (`fieldValidation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Validate, default, admit and allocate as for a real write, answer what would be
+    /// stored, and store nothing. Default false.
+    pub dry_run: bool,
+    /// Default [`FieldValidation::Warn`], as in Kubernetes.
+    pub field_validation: FieldValidation,
+}
+
+/// What a create, update or patch does with fields its kind does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them, and say so in a `Warning` header for each. The default.
+    #[default]
+    Warn,
+    /// Refuse the request (400) naming them.
+    Strict,
+}
+
+impl WriteOptions {
+    /// The options of a write from its query; `options_kind` (`CreateOptions`,
+    /// `UpdateOptions`, `PatchOptions`, `DeleteOptions`) names them in errors, which are
+    /// Kubernetes' own: 422 naming the parameter and the values it takes.
+    pub fn parse(params: &Params, options_kind: &str) -> ApiResult<WriteOptions> {
+        Ok(WriteOptions {
+            dry_run: dry_run(params.dry_run.as_deref(), options_kind)?,
+            field_validation: match params.field_validation.as_deref() {
+                None | Some("") | Some("Warn") => FieldValidation::Warn,
+                Some("Ignore") => FieldValidation::Ignore,
+                Some("Strict") => FieldValidation::Strict,
+                Some(other) => {
+                    return Err(ApiError::invalid_options(
+                        options_kind,
+                        &[FieldError::not_supported(
+                            "fieldValidation",
+                            other,
+                            &["Ignore", "Strict", "Warn"],
+                        )],
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// Whether `dryRun` (a query parameter, or `DeleteOptions.dryRun`) asks for a dry run:
+/// `All` does, nothing does not, anything else is refused as Kubernetes refuses it.
+pub fn dry_run(value: Option<&str>, options_kind: &str) -> ApiResult<bool> {
+    match value {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::invalid_options(
+            options_kind,
+            &[FieldError {
+                kind: FieldErrorKind::NotSupported,
+                field: "dryRun".into(),
+                // As Go prints the `[]string` Kubernetes holds it in.
+                value: Some(format!("[]string{{{other:?}}}")),
+                detail: "supported values: \"All\"".into(),
+            }],
+        )),
     }
 }
 
