@@ -6,6 +6,8 @@
 //! conditions and figures.
 
 mod network;
+#[cfg(feature = "etcd")]
+mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,10 @@ pub enum BenchTarget {
     /// The pod network: HTTP through Services, node ports and across nodes against direct
     /// hosting, and pod-to-pod TCP throughput against host loopback.
     Network(network::NetworkBenchArgs),
+    /// The sled store beside etcd: creates per second and latency, on the store alone and
+    /// through an API server (built with `--features etcd`).
+    #[cfg(feature = "etcd")]
+    Store(store::StoreBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -120,6 +126,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchTarget::Rollout(args) => rollout(args).await,
         BenchTarget::NodeDeath(args) => node_death(args).await,
         BenchTarget::Network(args) => network::network(args).await,
+        #[cfg(feature = "etcd")]
+        BenchTarget::Store(args) => store::store(args).await,
     }
 }
 

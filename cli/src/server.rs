@@ -1,4 +1,4 @@
-//! `skiff server`: the API server, the scheduler, the controllers and an embedded node agent over a sled store in one data directory.
+//! `skiff server`: the API server, the scheduler, the controllers and an embedded node agent over a sled store in one data directory, or over etcd (`--etcd`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use skiff_control_plane::apiserver::throttle::ClientLimits;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::ControllerConfig;
 use skiff_control_plane::pki::ClusterCa;
+use skiff_control_plane::store::Store;
 use skiff_control_plane::store::sled::SledStore;
 
 use crate::kubeconfig;
@@ -24,6 +25,20 @@ pub struct ServerArgs {
     /// Where the store, credentials and kubeconfig live.
     #[arg(long, default_value = "skiff-data")]
     pub data_dir: PathBuf,
+    /// Keep the cluster's objects in the etcd cluster at these client URLs instead of
+    /// the sled store in the data dir.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The etcd key prefix the cluster's objects are kept under (with --etcd): clusters
+    /// sharing one etcd each need their own.
+    /// (The default is the etcd store's `DEFAULT_PREFIX`.)
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "/skiff",
+        requires = "etcd"
+    )]
+    pub etcd_prefix: String,
     /// Address the API server listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
@@ -83,12 +98,7 @@ pub struct ServerArgs {
 pub async fn run(args: ServerArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store = SledStore::open(&args.data_dir.join("store")).with_context(|| {
-        format!(
-            "opening the store in {}",
-            args.data_dir.join("store").display()
-        )
-    })?;
+    let store = open_store(&args).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -179,7 +189,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         },
         ..ApiServerConfig::default()
     };
-    let server = ApiServer::new(Arc::new(store), authenticator, config)
+    let server = ApiServer::new(store, authenticator, config)
         .await
         .map_err(|e| anyhow::anyhow!("starting the API server: {e}"))?;
     let compaction = tokio::spawn(server.clone().run_compaction());
@@ -293,6 +303,35 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     drop(server);
     Ok(())
+}
+
+/// The store: etcd with `--etcd`, else sled in `DATA_DIR/store`.
+async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
+    if args.etcd.is_empty() {
+        let dir = args.data_dir.join("store");
+        let store = SledStore::open(&dir)
+            .with_context(|| format!("opening the store in {}", dir.display()))?;
+        return Ok(Arc::new(store));
+    }
+    open_etcd(args).await
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(args: &ServerArgs) -> Result<Arc<dyn Store>> {
+    use skiff_control_plane::store::etcd::EtcdStore;
+    let store = EtcdStore::connect(&args.etcd, &args.etcd_prefix)
+        .await
+        .context("--etcd: connecting to the store")?;
+    tracing::info!(endpoints = %args.etcd.join(","), prefix = %store.prefix(), "store: etcd");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(_: &ServerArgs) -> Result<Arc<dyn Store>> {
+    anyhow::bail!(
+        "--etcd: this skiff was built without the etcd store; build it with \
+         `cargo build --release -p skiff --features etcd` (which needs protoc)"
+    )
 }
 
 /// This server's name among control planes: made at first start, kept in the data dir.

@@ -3,6 +3,8 @@
 mod cli;
 mod cluster;
 mod durability;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod jobs;
 mod kubectl;
 mod kubectl_port_forward;

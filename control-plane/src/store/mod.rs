@@ -9,8 +9,13 @@
 //! A write is acknowledged only once it is durable: after a crash, everything a caller
 //! was told succeeded is still there. Watch events are published only after that point,
 //! so a watcher never sees a change that a crash could take back.
+//!
+//! Two backends: [`sled::SledStore`], embedded, the default; and [`etcd::EtcdStore`],
+//! which several API servers can share.
 
 pub mod conformance;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod sled;
 
 use std::pin::Pin;

@@ -14,6 +14,8 @@ mod controllers_nodelifecycle;
 mod controllers_replicaset;
 mod controllers_support;
 mod dry_run;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod field_validation;
 mod limits;
 mod openapi;

@@ -1,0 +1,957 @@
+//! The etcd store: the way to outgrow one machine. Several API servers share one etcd
+//! cluster, the store Kubernetes itself runs on.
+//!
+//! Layout: the object at `key` is the etcd key `PREFIX` + `key` (`/skiff/api/v1/...`
+//! under the default prefix `/skiff`), its value stored as it is. Store keys start with
+//! `/`, so a cluster under `/skiff` never sees the keys of one under `/skiff2`.
+//!
+//! Revisions are etcd's own: an object's `mod_revision` is etcd's, and creates,
+//! compare-and-swap updates and deletes are etcd transactions comparing the key's
+//! `create_revision` or `mod_revision`. etcd's revision counter belongs to the whole
+//! etcd cluster: when other clients write to it (another skiff under another prefix),
+//! the revisions under this prefix still only grow, but with gaps; and a compaction
+//! forgets the history of every prefix at once.
+//!
+//! Durability is etcd's: it answers a write once a quorum of its members has it on disk,
+//! and only then does this store acknowledge it or a watch deliver it.
+//!
+//! Compaction: `compact(r)` is etcd's compaction at `r`. A watch may start after `r` and
+//! not before, the line the sled store draws too: etcd would still replay the event of
+//! revision `r` itself, but without the value before it, which filtered watches need.
+//! etcd does not tell its compaction revision directly; a read at a revision below it
+//! fails, and [`Store::compacted_revision`] searches for it that way.
+
+use std::collections::VecDeque;
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient,
+    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+};
+
+use super::{
+    Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream,
+};
+
+/// The prefix `skiff server --etcd` keeps its keys under unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "/skiff";
+/// How long connecting to an etcd member may take before it counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may wait for its answer (a watch: for its start). etcd answers
+/// far sooner, or fails, unless it is partitioned away from its quorum.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings while a watch is open find a dead etcd that never closed the connection;
+/// etcd refuses pings more often than every 5 s, and on connections with no stream.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys read per request while listing: bounds each answer's size.
+const LIST_PAGE: usize = 500;
+/// The largest answer taken: a page of large objects, or a watch response. etcd itself
+/// refuses values over 1.5 MiB by default.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// Times a listing starts again when a compaction overtakes it between two pages.
+const LIST_RETRIES: usize = 3;
+
+/// The etcd-backed [`Store`]; cheap to share, every request goes to the etcd cluster.
+pub struct EtcdStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    kv: KvClient,
+    watch: WatchClient,
+    /// The prefix without a trailing `/`.
+    root: String,
+    /// The client URLs, comma-separated: every error names them.
+    endpoints: String,
+    /// etcd's compaction revision as last learnt: it only grows, so it is where the
+    /// search for the current one starts.
+    compacted: AtomicU64,
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (client URLs such as
+    /// `http://127.0.0.1:2379`), with keys under `prefix` (such as [`DEFAULT_PREFIX`]),
+    /// and checks that etcd answers.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
+        let named = endpoints.join(",");
+        if endpoints.is_empty() {
+            return Err(StoreError::Backend("no etcd endpoint given".into()));
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+            .with_keep_alive_while_idle(false)
+            // A member cut off from its quorum fails requests (and ends watches) instead
+            // of serving what it had when it lost its leader.
+            .with_require_leader(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Backend(format!("etcd at {named}: connecting: {e}")))?;
+        let store = EtcdStore {
+            shared: Arc::new(Shared {
+                kv: client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                watch: client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                root: prefix.trim_end_matches('/').to_string(),
+                endpoints: named,
+                compacted: AtomicU64::new(0),
+            }),
+        };
+        // Fail now, naming etcd, rather than at the first request.
+        store.shared.current_revision().await?;
+        Ok(store)
+    }
+
+    /// The etcd key prefix this store's keys live under, without a trailing `/`.
+    pub fn prefix(&self) -> &str {
+        &self.shared.root
+    }
+}
+
+impl Shared {
+    fn failed(&self, step: impl Display, error: etcd_client::Error) -> StoreError {
+        StoreError::Backend(format!(
+            "etcd at {}: {step}: {}",
+            self.endpoints,
+            describe(&error)
+        ))
+    }
+
+    fn etcd_key(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        if !key.starts_with('/') {
+            return Err(StoreError::Backend(format!(
+                "etcd at {}: key {key:?} does not start with '/'",
+                self.endpoints
+            )));
+        }
+        Ok(format!("{}{key}", self.root).into_bytes())
+    }
+
+    /// The etcd key range `[start, end)` of the store keys starting with `prefix`.
+    fn etcd_range(&self, prefix: &str) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        // Every key starts with '/': the whole store is the range under `ROOT/`.
+        let start = self.etcd_key(if prefix.is_empty() { "/" } else { prefix })?;
+        let end = range_end(&start);
+        Ok((start, end))
+    }
+
+    /// A key no object has (store keys never end at the root's slash); reads of it give
+    /// etcd's revision and compaction without reading any object.
+    fn probe_key(&self) -> Vec<u8> {
+        format!("{}/", self.root).into_bytes()
+    }
+
+    fn key_value(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+        let key = kv.key().strip_prefix(self.root.as_bytes()).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "etcd at {}: key {:?} is not under {}",
+                self.endpoints,
+                String::from_utf8_lossy(kv.key()),
+                self.root
+            ))
+        })?;
+        let key = String::from_utf8(key.to_vec())
+            .map_err(|e| StoreError::Corrupt(format!("etcd key is not UTF-8: {e}")))?;
+        Ok(KeyValue {
+            key,
+            value: Bytes::copy_from_slice(kv.value()),
+            create_revision: revision(kv.create_revision()),
+            mod_revision: revision(kv.mod_revision()),
+        })
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        let answer = self
+            .kv
+            .clone()
+            .get(self.probe_key(), Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|e| self.failed("reading the current revision", e))?;
+        self.header_revision(answer.header())
+    }
+
+    fn header_revision(
+        &self,
+        header: Option<&etcd_client::ResponseHeader>,
+    ) -> Result<Revision, StoreError> {
+        header.map(|h| revision(h.revision())).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "etcd at {}: an answer without a header",
+                self.endpoints
+            ))
+        })
+    }
+
+    /// Whether etcd still has its history at `at`: false below its compaction revision.
+    async fn readable_at(&self, at: Revision) -> Result<bool, StoreError> {
+        let options = GetOptions::new()
+            .with_revision(etcd_revision(at))
+            .with_count_only();
+        match self.kv.clone().get(self.probe_key(), Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_compacted(&error) => Ok(false),
+            // Newer than anything written: nothing of it can be compacted.
+            Err(error) if is_future_revision(&error) => Ok(true),
+            Err(error) => Err(self.failed(format_args!("reading at revision {at}"), error)),
+        }
+    }
+
+    fn learn_compacted(&self, revision: Revision) {
+        self.compacted.fetch_max(revision, Ordering::SeqCst);
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        let known = self.compacted.load(Ordering::SeqCst);
+        // etcd's revisions start at 1, which holds no change: reads at 1 work before and
+        // after a compaction at 1 alike, and both are "nothing compacted" to a watch.
+        if self.readable_at(known.max(1)).await? {
+            return Ok(known);
+        }
+        // Compacted past what we knew: the first readable revision, by bisection.
+        let (mut low, mut high) = (known.max(1) + 1, self.current_revision().await?);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.readable_at(middle).await? {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        self.learn_compacted(low);
+        Ok(self.compacted.load(Ordering::SeqCst))
+    }
+
+    /// One transaction on `key` (`etcd_key` in etcd): `compares` hold → `then`, else
+    /// a read of the key. `verb` names the step in errors.
+    async fn txn(
+        &self,
+        verb: &str,
+        key: &str,
+        etcd_key: &[u8],
+        compares: Vec<Compare>,
+        then: TxnOp,
+    ) -> Result<TxnResponse, StoreError> {
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(vec![then])
+            .or_else(vec![TxnOp::get(etcd_key.to_vec(), None)]);
+        self.kv
+            .clone()
+            .txn(txn)
+            .await
+            .map_err(|e| self.failed(format_args!("{verb} {key}"), e))
+    }
+
+    /// The key a failed transaction read: `NotFound`, or `Conflict` with its revision.
+    fn refused(
+        &self,
+        key: &str,
+        expected: Revision,
+        answer: &TxnResponse,
+    ) -> Result<StoreError, StoreError> {
+        let current = answer.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.mod_revision())),
+            _ => None,
+        });
+        match current {
+            Some(Some(current)) => Ok(StoreError::Conflict {
+                key: key.to_string(),
+                expected,
+                current: revision(current),
+            }),
+            Some(None) => Ok(StoreError::NotFound {
+                key: key.to_string(),
+            }),
+            None => Err(self.unexpected(key)),
+        }
+    }
+
+    fn unexpected(&self, key: &str) -> StoreError {
+        StoreError::Backend(format!(
+            "etcd at {}: a transaction on {key} answered without the result of its operation",
+            self.endpoints
+        ))
+    }
+
+    /// Keys in `[start, end)` at one revision, in pages: at most `limit` of them, and
+    /// whether more remain.
+    async fn read_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+    ) -> Result<(Vec<etcd_client::KeyValue>, bool, Revision), etcd_client::Error> {
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut kv = self.kv.clone();
+        let mut items = Vec::new();
+        let mut from = start.to_vec();
+        // The revision of the first page, at which every later page is read.
+        let mut snapshot = None;
+        loop {
+            let want = (limit - items.len()).min(LIST_PAGE);
+            // A limit of 0 still asks whether any key is there.
+            let mut options = GetOptions::new()
+                .with_range(end.to_vec())
+                .with_limit(want.max(1) as i64);
+            if want == 0 {
+                options = options.with_keys_only();
+            }
+            if let Some(snapshot) = snapshot {
+                options = options.with_revision(snapshot);
+            }
+            let mut answer = kv.get(from.clone(), Some(options)).await?;
+            let now = answer.header().map(|h| h.revision()).unwrap_or_default();
+            let at = *snapshot.get_or_insert(now);
+            let more = answer.more();
+            let page = answer.take_kvs();
+            if want == 0 {
+                return Ok((items, !page.is_empty(), revision(at)));
+            }
+            if let Some(last) = page.last() {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            items.extend(page);
+            if !more || items.len() >= limit {
+                return Ok((items, more, revision(at)));
+            }
+        }
+    }
+
+    /// A store event from an etcd one, or `None` where etcd no longer has the value
+    /// before the change (compacted), which the event must carry.
+    fn event(&self, event: &etcd_client::Event) -> Result<Option<Event>, StoreError> {
+        let kv = event.kv().ok_or_else(|| {
+            StoreError::Backend(format!(
+                "etcd at {}: a watch event without its key",
+                self.endpoints
+            ))
+        })?;
+        let prev = event.prev_kv().map(|p| self.key_value(p)).transpose()?;
+        Ok(match event.event_type() {
+            EventType::Put => {
+                let kv = self.key_value(kv)?;
+                let created = kv.create_revision == kv.mod_revision;
+                if prev.is_none() && !created {
+                    return Ok(None);
+                }
+                Some(Event {
+                    kind: EventKind::Put,
+                    kv,
+                    prev,
+                })
+            }
+            EventType::Delete => {
+                let Some(prev) = prev else {
+                    return Ok(None);
+                };
+                Some(Event {
+                    kind: EventKind::Delete,
+                    kv: KeyValue {
+                        mod_revision: revision(kv.mod_revision()),
+                        ..prev.clone()
+                    },
+                    prev: Some(prev),
+                })
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let shared = &self.shared;
+        let mut answer = shared
+            .kv
+            .clone()
+            .get(shared.etcd_key(key)?, None)
+            .await
+            .map_err(|e| shared.failed(format_args!("reading {key}"), e))?;
+        answer
+            .take_kvs()
+            .first()
+            .map(|kv| shared.key_value(kv))
+            .transpose()
+    }
+
+    async fn list(&self, prefix: &str, options: ListOptions) -> Result<ListResult, StoreError> {
+        let shared = &self.shared;
+        let (mut start, end) = shared.etcd_range(prefix)?;
+        if let Some(after) = &options.start_after {
+            let mut after = format!("{}{after}", shared.root).into_bytes();
+            after.push(0);
+            start = start.max(after);
+        }
+        let mut retries = 0;
+        let (items, more, revision) = loop {
+            match shared.read_range(&start, &end, options.limit).await {
+                Ok(listing) => break listing,
+                // A compaction overtook a long listing: start again, at the newest revision.
+                Err(error) if is_compacted(&error) && retries < LIST_RETRIES => retries += 1,
+                Err(error) => return Err(shared.failed(format_args!("listing {prefix}"), error)),
+            }
+        };
+        Ok(ListResult {
+            items: items
+                .iter()
+                .map(|kv| shared.key_value(kv))
+                .collect::<Result<_, _>>()?,
+            revision,
+            more,
+        })
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StoreError> {
+        let shared = &self.shared;
+        let etcd_key = shared.etcd_key(key)?;
+        let answer = shared
+            .txn(
+                "creating",
+                key,
+                &etcd_key,
+                vec![Compare::create_revision(
+                    etcd_key.clone(),
+                    CompareOp::Equal,
+                    0,
+                )],
+                TxnOp::put(etcd_key.clone(), value.to_vec(), None),
+            )
+            .await?;
+        if !answer.succeeded() {
+            return Err(StoreError::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        let revision = shared.header_revision(answer.header())?;
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<KeyValue, StoreError> {
+        let shared = &self.shared;
+        let etcd_key = shared.etcd_key(key)?;
+        let answer = shared
+            .txn(
+                "updating",
+                key,
+                &etcd_key,
+                vec![
+                    // A missing key has mod_revision 0 too: it must also exist.
+                    Compare::version(etcd_key.clone(), CompareOp::Greater, 0),
+                    Compare::mod_revision(
+                        etcd_key.clone(),
+                        CompareOp::Equal,
+                        etcd_revision(expected),
+                    ),
+                ],
+                TxnOp::put(
+                    etcd_key.clone(),
+                    value.to_vec(),
+                    Some(PutOptions::new().with_prev_key()),
+                ),
+            )
+            .await?;
+        if !answer.succeeded() {
+            return Err(shared.refused(key, expected, &answer)?);
+        }
+        let create_revision = answer
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Put(put) => put.prev_key().map(|kv| kv.create_revision()),
+                _ => None,
+            })
+            .ok_or_else(|| shared.unexpected(key))?;
+        Ok(KeyValue {
+            key: key.to_string(),
+            value,
+            create_revision: revision(create_revision),
+            mod_revision: shared.header_revision(answer.header())?,
+        })
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
+        let shared = &self.shared;
+        let etcd_key = shared.etcd_key(key)?;
+        let mut compares = vec![Compare::version(etcd_key.clone(), CompareOp::Greater, 0)];
+        if let Some(expected) = expected {
+            compares.push(Compare::mod_revision(
+                etcd_key.clone(),
+                CompareOp::Equal,
+                etcd_revision(expected),
+            ));
+        }
+        let answer = shared
+            .txn(
+                "deleting",
+                key,
+                &etcd_key,
+                compares,
+                TxnOp::delete(etcd_key.clone(), Some(DeleteOptions::new().with_prev_key())),
+            )
+            .await?;
+        if !answer.succeeded() {
+            return Err(shared.refused(key, expected.unwrap_or_default(), &answer)?);
+        }
+        let last = answer
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Delete(delete) => delete.prev_kvs().first().cloned(),
+                _ => None,
+            })
+            .ok_or_else(|| shared.unexpected(key))?;
+        Ok(KeyValue {
+            mod_revision: shared.header_revision(answer.header())?,
+            ..shared.key_value(&last)?
+        })
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
+        let shared = &self.shared;
+        let (start, end) = shared.etcd_range(prefix)?;
+        // Refuse compacted history now, as the trait promises; a compaction between this
+        // check and the watch's start is reported by the watch itself.
+        if !shared.readable_at(after.max(1)).await? {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: shared.compacted_revision().await?,
+            });
+        }
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(etcd_revision(after.saturating_add(1)))
+            .with_prev_key()
+            // Large batches of old events come in several messages, not one huge one.
+            .with_fragment();
+        let stream = shared
+            .watch
+            .clone()
+            .watch(start, Some(options))
+            .await
+            .map_err(|e| shared.failed(format_args!("watching {prefix}"), e))?;
+        let watcher = Watcher {
+            shared: shared.clone(),
+            prefix: prefix.to_string(),
+            stream,
+            after,
+            pending: VecDeque::new(),
+            ended: false,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            watcher,
+            |mut w| async move {
+                let item = w.next_event().await?;
+                Some((item, w))
+            },
+        )))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        let revision = revision.min(shared.current_revision().await?);
+        if revision == 0 || revision <= shared.compacted.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match shared
+            .kv
+            .clone()
+            .compact(etcd_revision(revision), None)
+            .await
+        {
+            Ok(_) => {}
+            // Another API server compacted as far or further.
+            Err(error) if is_compacted(&error) => {}
+            Err(error) => {
+                return Err(shared.failed(format_args!("compacting at revision {revision}"), error));
+            }
+        }
+        shared.learn_compacted(revision);
+        tracing::debug!(revision, "compacted etcd's history");
+        Ok(())
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.shared.current_revision().await
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        self.shared.compacted_revision().await
+    }
+}
+
+/// One watch: the events of etcd's watch responses, one at a time.
+struct Watcher {
+    shared: Arc<Shared>,
+    prefix: String,
+    stream: etcd_client::WatchStream,
+    /// The revision of the last event taken from etcd.
+    after: Revision,
+    /// Taken from etcd, not yet delivered; an error ends the watch once delivered.
+    pending: VecDeque<Result<Event, StoreError>>,
+    /// No more is read from etcd.
+    ended: bool,
+}
+
+impl Watcher {
+    async fn next_event(&mut self) -> Option<Result<Event, StoreError>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                if item.is_err() {
+                    self.pending.clear();
+                    self.ended = true;
+                }
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            self.receive().await;
+        }
+    }
+
+    /// Reads one watch response from etcd into `pending`.
+    async fn receive(&mut self) {
+        let shared = &self.shared;
+        let response = match self.stream.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                self.pending.push_back(Err(StoreError::Backend(format!(
+                    "etcd at {}: the watch of {} was closed",
+                    shared.endpoints, self.prefix
+                ))));
+                return;
+            }
+            Err(error) => {
+                let error = shared.failed(format_args!("watching {}", self.prefix), error);
+                self.pending.push_back(Err(error));
+                return;
+            }
+        };
+        if response.compact_revision() > 0 {
+            let compacted = revision(response.compact_revision());
+            shared.learn_compacted(compacted);
+            self.pending.push_back(Err(StoreError::Compacted {
+                requested: self.after,
+                compacted,
+            }));
+            return;
+        }
+        if response.canceled() {
+            self.pending.push_back(Err(StoreError::Backend(format!(
+                "etcd at {}: the watch of {} was canceled: {}",
+                shared.endpoints,
+                self.prefix,
+                response.cancel_reason()
+            ))));
+            return;
+        }
+        for event in response.events() {
+            match shared.event(event) {
+                Ok(Some(event)) => {
+                    // etcd sends each revision once; never deliver one twice regardless.
+                    if event.revision() > self.after {
+                        self.after = event.revision();
+                        self.pending.push_back(Ok(event));
+                    }
+                }
+                Ok(None) => {
+                    // The value before this change is compacted away: the watcher must
+                    // start again from a listing, as after any compaction.
+                    let compacted = match shared.compacted_revision().await {
+                        Ok(compacted) => compacted,
+                        Err(error) => {
+                            self.pending.push_back(Err(error));
+                            return;
+                        }
+                    };
+                    self.pending.push_back(Err(StoreError::Compacted {
+                        requested: self.after,
+                        compacted,
+                    }));
+                    return;
+                }
+                Err(error) => {
+                    self.pending.push_back(Err(error));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An etcd client error in one line: gRPC's message and the root cause under it (such
+/// as "connection refused"), without the client's debug dump.
+fn describe(error: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return error.to_string();
+    };
+    let mut text = status.message().to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    let mut root = None;
+    while let Some(error) = cause {
+        root = Some(error);
+        cause = error.source();
+    }
+    if let Some(root) = root.map(|e| e.to_string())
+        && !text.contains(&root)
+    {
+        text = format!("{text}: {root}");
+    }
+    text
+}
+
+/// etcd's answer to a read or compaction below its compaction revision.
+fn is_compacted(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status)
+        if status.message().contains("required revision has been compacted"))
+}
+
+/// etcd's answer to a read at a revision it has not reached.
+fn is_future_revision(error: &etcd_client::Error) -> bool {
+    matches!(error, etcd_client::Error::GRpcStatus(status)
+        if status.message().contains("required revision is a future revision"))
+}
+
+fn revision(etcd: i64) -> Revision {
+    etcd.max(0) as Revision
+}
+
+fn etcd_revision(revision: Revision) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
+/// The first key after every key starting with `prefix`.
+fn range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes: etcd's "to the end of the key space".
+    vec![0]
+}
+
+/// A throwaway single-member etcd on free loopback ports, for tests and benchmarks: the
+/// `etcd` binary from PATH (Debian: `apt-get install etcd-server`), its data and log in a
+/// directory the caller owns. Killed, by its pid, when dropped (a process that is itself
+/// killed with SIGKILL leaves it running).
+pub struct LocalEtcd {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl LocalEtcd {
+    /// How long a new etcd has to answer its health check.
+    const START_DEADLINE: Duration = Duration::from_secs(30);
+    /// Tries with new ports when another process took one between our pick and etcd's bind.
+    const START_TRIES: usize = 5;
+
+    /// Starts `etcd` from PATH with its data in `dir`, and waits until it is healthy.
+    pub fn start(dir: &Path) -> Result<LocalEtcd, StoreError> {
+        Self::start_binary(Path::new("etcd"), dir)
+    }
+
+    /// Starts the etcd binary at `binary` (a path, or a name looked up in PATH).
+    pub fn start_binary(binary: &Path, dir: &Path) -> Result<LocalEtcd, StoreError> {
+        let io = |step: &str, e: std::io::Error| StoreError::Backend(format!("{step}: {e}"));
+        std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
+        let mut last_failure = String::new();
+        for attempt in 0..Self::START_TRIES {
+            let (client, peer) = (free_port()?, free_port()?);
+            let data = dir.join(format!("etcd-{attempt}"));
+            let log = dir.join(format!("etcd-{attempt}.log"));
+            let log_file =
+                File::create(&log).map_err(|e| io(&format!("creating {}", log.display()), e))?;
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let child = Command::new(binary)
+                .arg("--name=local")
+                .arg(format!("--data-dir={}", data.display()))
+                .arg(format!("--listen-client-urls={url}"))
+                .arg(format!("--advertise-client-urls={url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=local={peer_url}"))
+                .args(["--logger=zap", "--log-level=warn"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => StoreError::Backend(format!(
+                        "the etcd binary {} was not found: install it with \
+                         `apt-get install etcd-server` (Debian's package; .ci/run installs it)",
+                        binary.display()
+                    )),
+                    _ => io(&format!("starting {}", binary.display()), e),
+                })?;
+            let mut etcd = LocalEtcd { child, url, log };
+            match etcd.wait_healthy(client) {
+                Ok(()) => return Ok(etcd),
+                Err(failure) => {
+                    let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
+                    last_failure = format!(
+                        "{failure}; the end of its log ({}):\n{}",
+                        etcd.log.display(),
+                        tail(&log, 2000)
+                    );
+                    drop(etcd);
+                    if !log.contains("address already in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "etcd ({}) did not start: {last_failure}",
+            binary.display()
+        )))
+    }
+
+    /// Its client URL, such as `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls etcd's `/health` until it says so; fails if the process exits first or the
+    /// deadline passes. Nothing could wake us instead: etcd is another process.
+    fn wait_healthy(&mut self, port: u16) -> Result<(), String> {
+        let deadline = Instant::now() + Self::START_DEADLINE;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("etcd exited ({status})"));
+            }
+            if health(address).is_some_and(|body| body.contains(r#""health":"true""#)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd was not healthy within {:?}",
+                    Self::START_DEADLINE
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LocalEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of etcd's `GET /health` at `address`, if it answered.
+fn health(address: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+/// A loopback port free now; the caller binds it soon after (and retries if it lost it).
+fn free_port() -> Result<u16, StoreError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| StoreError::Backend(format!("finding a free loopback port: {e}")))
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh etcd for one test; the error says how to install etcd when it is missing.
+    fn local_etcd() -> (LocalEtcd, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let etcd = LocalEtcd::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        (etcd, dir)
+    }
+
+    #[tokio::test]
+    async fn etcd_store_passes_the_conformance_suite() {
+        let (etcd, _dir) = local_etcd();
+        let url = etcd.url().to_string();
+        let next = AtomicU64::new(0);
+        // One etcd, a prefix of its own for each check; the checks run one at a time, so
+        // each sees only its own writes advance etcd's revision.
+        super::super::conformance::run_all(|| {
+            let prefix = format!("/conformance-{}", next.fetch_add(1, Ordering::SeqCst));
+            let url = url.clone();
+            async move {
+                let store = EtcdStore::connect(&[url], &prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                (Box::new(store) as Box<dyn Store>, ())
+            }
+        })
+        .await;
+    }
+
+    #[test]
+    fn range_ends_past_every_key_with_the_prefix() {
+        assert_eq!(range_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(range_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(range_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn a_missing_etcd_binary_says_how_to_install_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = LocalEtcd::start_binary(Path::new("/nonexistent/etcd"), dir.path())
+            .err()
+            .expect("no etcd at that path");
+        assert!(
+            error.to_string().contains("apt-get install etcd-server"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! The etcd store beyond the conformance suite (run in `store/etcd.rs`): several stores
+//! on one etcd, as several API servers are; prefixes that keep clusters apart; an API
+//! server running on it; errors that name etcd once it is gone. Each test starts its own
+//! etcd (Debian's `etcd-server`) on free loopback ports and kills it when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use skiff_control_plane::apiserver::auth::{Authenticator, User};
+use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
+use skiff_control_plane::store::etcd::{EtcdStore, LocalEtcd};
+use skiff_control_plane::store::{EventKind, ListOptions, Store, StoreError, WatchStream};
+use tower::ServiceExt;
+
+/// A fresh etcd for one test; fails (never skips) with how to install etcd if it is missing.
+fn start_etcd() -> (LocalEtcd, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etcd = LocalEtcd::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    (etcd, dir)
+}
+
+async fn connect(etcd: &LocalEtcd, prefix: &str) -> EtcdStore {
+    EtcdStore::connect(&[etcd.url().to_string()], prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn next(
+    watch: &mut WatchStream,
+) -> Option<Result<skiff_control_plane::store::Event, StoreError>> {
+    tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("no watch event within 10 s: likely deadlocked")
+}
+
+#[tokio::test]
+async fn stores_on_one_etcd_share_objects_watches_and_compaction() {
+    let (etcd, _dir) = start_etcd();
+    let (one, other) = (
+        connect(&etcd, "/skiff").await,
+        connect(&etcd, "/skiff").await,
+    );
+    let start = one.current_revision().await.unwrap();
+    let mut watch = other.watch("/pods/", start).await.unwrap();
+
+    let created = one.create("/pods/a", b("1")).await.unwrap();
+    let updated = other
+        .update("/pods/a", b("2"), created.mod_revision)
+        .await
+        .unwrap();
+    match one.update("/pods/a", b("3"), created.mod_revision).await {
+        Err(StoreError::Conflict { current, .. }) => assert_eq!(current, updated.mod_revision),
+        other => panic!("a write through one store must see the other's: {other:?}"),
+    }
+    let deleted = one
+        .delete("/pods/a", Some(updated.mod_revision))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = next(&mut watch).await.expect("watch open").expect("event");
+        seen.push((event.kind, event.revision()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Put, created.mod_revision),
+            (EventKind::Put, updated.mod_revision),
+            (EventKind::Delete, deleted.mod_revision),
+        ],
+        "a watch through one store sees writes through another, in order"
+    );
+
+    // Compaction by one API server is what every other one reports and enforces.
+    one.compact(updated.mod_revision).await.unwrap();
+    assert_eq!(
+        other.compacted_revision().await.unwrap(),
+        updated.mod_revision
+    );
+    match other.watch("/pods/", created.mod_revision).await {
+        Err(StoreError::Compacted { compacted, .. }) => {
+            assert_eq!(compacted, updated.mod_revision)
+        }
+        Err(error) => panic!("expected Compacted, got {error}"),
+        Ok(_) => panic!("a watch from before another store's compaction must fail"),
+    }
+    // Compacting again, or less far, as a second API server might, is no error.
+    other.compact(created.mod_revision).await.unwrap();
+    other.compact(updated.mod_revision).await.unwrap();
+}
+
+#[tokio::test]
+async fn prefixes_keep_clusters_on_one_etcd_apart() {
+    let (etcd, _dir) = start_etcd();
+    // One prefix starts the other: `/skiff2/...` keys must not show in `/skiff`.
+    let (first, second) = (
+        connect(&etcd, "/skiff").await,
+        connect(&etcd, "/skiff2").await,
+    );
+    let start = first.current_revision().await.unwrap();
+    let mut watch = first.watch("", start).await.unwrap();
+    let key = "/api/v1/namespaces/default/configmaps/a";
+    second.create(key, b("second")).await.unwrap();
+    let mine = first.create(key, b("first")).await.unwrap();
+
+    let all = first.list("", ListOptions::default()).await.unwrap();
+    assert_eq!(
+        all.items,
+        std::slice::from_ref(&mine),
+        "a whole-store listing stays in its prefix"
+    );
+    assert_eq!(first.get(key).await.unwrap().unwrap().value, b("first"));
+    assert_eq!(second.get(key).await.unwrap().unwrap().value, b("second"));
+    let event = next(&mut watch).await.expect("watch open").expect("event");
+    assert_eq!(
+        event.kv, mine,
+        "a whole-store watch sees its own cluster's write, not the other's before it"
+    );
+
+    // A trailing slash names the same prefix.
+    let same = connect(&etcd, "/skiff/").await;
+    assert_eq!(same.get(key).await.unwrap(), Some(mine));
+}
+
+#[tokio::test]
+async fn an_api_server_runs_on_etcd() {
+    let (etcd, _dir) = start_etcd();
+    let store = Arc::new(connect(&etcd, "/skiff").await);
+    let mut auth = Authenticator::default();
+    auth.add_token(
+        "token",
+        User {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+        },
+    );
+    let server = ApiServer::new(store.clone(), auth, ApiServerConfig::default())
+        .await
+        .expect("an API server starts on etcd");
+    let router = server.router();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer token")
+            .header("content-type", "application/json")
+            .body(match body {
+                Some(body) => Body::from(body.to_string()),
+                None => Body::empty(),
+            })
+            .expect("request");
+        let router = router.clone();
+        async move {
+            let response = tokio::time::timeout(Duration::from_secs(30), router.oneshot(request))
+                .await
+                .expect("no answer in 30 s: likely deadlocked")
+                .expect("infallible");
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (status, created) = call(
+        Method::POST,
+        path,
+        Some(json!({ "metadata": { "name": "settings" }, "data": { "colour": "blue" } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, read) = call(Method::GET, &format!("{path}/settings"), None).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["data"]["colour"], "blue");
+    assert_eq!(read["metadata"]["uid"], created["metadata"]["uid"]);
+    let revision: u64 = read["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .expect("a numeric resourceVersion");
+
+    // The object is an etcd key under the prefix, at etcd's revision.
+    let listing = store.list("/", ListOptions::default()).await.unwrap();
+    let kv = listing
+        .items
+        .iter()
+        .find(|kv| kv.key.ends_with("/configmaps/default/settings"))
+        .unwrap_or_else(|| {
+            let keys: Vec<_> = listing.items.iter().map(|kv| &kv.key).collect();
+            panic!("no key for the ConfigMap among {keys:?}")
+        });
+    assert_eq!(
+        kv.mod_revision, revision,
+        "resourceVersion is etcd's mod_revision"
+    );
+    server.close_watches();
+}
+
+#[tokio::test]
+async fn errors_name_etcd_once_it_is_gone() {
+    let (etcd, _dir) = start_etcd();
+    let url = etcd.url().to_string();
+    let store = connect(&etcd, "/skiff").await;
+    let mut watch = store
+        .watch("/", store.current_revision().await.unwrap())
+        .await
+        .unwrap();
+    drop(etcd);
+
+    match next(&mut watch).await {
+        Some(Err(StoreError::Backend(message))) => assert!(message.contains(&url), "{message}"),
+        other => panic!("a watch on a dead etcd ends with an error, got {other:?}"),
+    }
+    assert!(next(&mut watch).await.is_none(), "nothing after the error");
+    let error = tokio::time::timeout(Duration::from_secs(60), store.get("/x"))
+        .await
+        .expect("a read of a dead etcd fails rather than hangs")
+        .expect_err("etcd is gone");
+    assert!(
+        matches!(&error, StoreError::Backend(m) if m.contains(&url)),
+        "{error}"
+    );
+    let error = EtcdStore::connect(std::slice::from_ref(&url), "/skiff")
+        .await
+        .err()
+        .expect("etcd is gone");
+    assert!(error.to_string().contains(&url), "{error}");
+}
