@@ -299,6 +299,37 @@ pub struct WatchEvent<T> {
     pub object: T,
 }
 
+/// A duration as kubectl prints ages (Kubernetes' `HumanDuration`): two significant units
+/// while they say something (`5m30s`, `3h20m`, `3d4h`, `2y70d`), one once the second
+/// would be noise (`42m`, `20h`, `30d`, `8y`).
+pub fn human_duration(seconds: u64) -> String {
+    let (minutes, hours) = (seconds / 60, seconds / 3600);
+    let days = hours / 24;
+    match seconds {
+        s if s < 60 * 2 => format!("{s}s"),
+        _ if minutes < 10 => match seconds % 60 {
+            0 => format!("{minutes}m"),
+            s => format!("{minutes}m{s}s"),
+        },
+        _ if minutes < 60 * 3 => format!("{minutes}m"),
+        _ if hours < 8 => match minutes % 60 {
+            0 => format!("{hours}h"),
+            m => format!("{hours}h{m}m"),
+        },
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 24 * 8 => match hours % 24 {
+            0 => format!("{days}d"),
+            h => format!("{days}d{h}h"),
+        },
+        _ if days < 365 * 2 => format!("{days}d"),
+        _ if days < 365 * 8 => match days % 365 {
+            0 => format!("{}y", days / 365),
+            d => format!("{}y{d}d", days / 365),
+        },
+        _ => format!("{}y", days / 365),
+    }
+}
+
 #[cfg(test)]
 mod null_tests {
     use super::*;

@@ -376,36 +376,7 @@ fn job_duration(job: &Value) -> String {
         return String::new();
     };
     let end = time("/status/completionTime").unwrap_or_else(SystemTime::now);
-    human_duration(end.duration_since(start).map_or(0, |d| d.as_secs()))
-}
-
-/// kubectl's `HumanDuration`: `45s`, `5m30s`, `42m`, `3h20m`, `20h`, `3d4h`, `30d`.
-fn human_duration(seconds: u64) -> String {
-    let (minutes, hours) = (seconds / 60, seconds / 3600);
-    let days = hours / 24;
-    match seconds {
-        s if s < 60 * 2 => format!("{s}s"),
-        _ if minutes < 10 => match seconds % 60 {
-            0 => format!("{minutes}m"),
-            s => format!("{minutes}m{s}s"),
-        },
-        _ if minutes < 60 * 3 => format!("{minutes}m"),
-        _ if hours < 8 => match minutes % 60 {
-            0 => format!("{hours}h"),
-            m => format!("{hours}h{m}m"),
-        },
-        _ if hours < 48 => format!("{hours}h"),
-        _ if hours < 24 * 8 => match hours % 24 {
-            0 => format!("{days}d"),
-            h => format!("{days}d{h}h"),
-        },
-        _ if days < 365 * 2 => format!("{days}d"),
-        _ if days < 365 * 8 => match days % 365 {
-            0 => format!("{}y", days / 365),
-            d => format!("{}y{d}d", days / 365),
-        },
-        _ => format!("{}y", days / 365),
-    }
+    skiff_api::meta::human_duration(end.duration_since(start).map_or(0, |d| d.as_secs()))
 }
 
 fn selector(value: Option<&Value>) -> String {
@@ -540,25 +511,6 @@ mod tests {
             row("Job", &suspended, false)[..3],
             ["pi", "Suspended", "0/1"]
         );
-    }
-
-    #[test]
-    fn durations_read_as_kubectl_writes_them() {
-        let cases = [
-            (45, "45s"),
-            (119, "119s"),
-            (120, "2m"),
-            (330, "5m30s"),
-            (42 * 60, "42m"),
-            (3 * 3600 + 20 * 60, "3h20m"),
-            (20 * 3600, "20h"),
-            (76 * 3600, "3d4h"),
-            (30 * 86400, "30d"),
-            (800 * 86400, "2y70d"),
-        ];
-        for (seconds, text) in cases {
-            assert_eq!(human_duration(seconds), text, "{seconds}");
-        }
     }
 
     #[test]

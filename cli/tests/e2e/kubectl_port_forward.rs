@@ -9,25 +9,34 @@ use std::time::Duration;
 
 use crate::support::{PODS, Server, wait_for};
 
-#[test]
-fn kubectl_port_forward_reaches_a_pods_port() {
-    let kubectl = crate::kubectl::venv().join("bin/kubectl");
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
+/// A server in `dir` with its node, running pod `name` of one container of `module`
+/// (listening on 8080 if it is a server).
+fn server_running(dir: &std::path::Path, name: &str, module: &str) -> Server {
+    let server = Server::start_with(&dir.join("server"), &["--name", "node-0"]);
     server.create(
         PODS,
         serde_json::json!({
-            "metadata": { "name": "web" },
+            "metadata": { "name": name },
             "spec": { "containers": [{
                 "name": "main",
-                "image": format!("file:{}", skiff_samples::HTTP_HELLO),
+                "image": format!("file:{module}"),
                 "ports": [{ "containerPort": 8080 }],
             }] },
         }),
     );
-    wait_for("pod web Running", Duration::from_secs(60), || {
-        server.get(&format!("{PODS}/web"))["status"]["phase"] == "Running"
-    });
+    wait_for(
+        &format!("pod {name} Running"),
+        Duration::from_secs(60),
+        || server.get(&format!("{PODS}/{name}"))["status"]["phase"] == "Running",
+    );
+    server
+}
+
+#[test]
+fn kubectl_port_forward_reaches_a_pods_port() {
+    let kubectl = crate::kubectl::venv().join("bin/kubectl");
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_running(dir.path(), "web", skiff_samples::HTTP_HELLO);
 
     // Two forwards: the server's port, and one nothing listens on. `:PORT` lets kubectl
     // pick free local ports, which it prints.
@@ -100,20 +109,7 @@ fn kubectl_port_forward_reaches_a_pods_port() {
 fn kubectl_exec_says_what_to_use_instead() {
     let kubectl = crate::kubectl::venv().join("bin/kubectl");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("server"), &["--name", "node-0"]);
-    server.create(
-        PODS,
-        serde_json::json!({
-            "metadata": { "name": "ticker" },
-            "spec": { "containers": [{
-                "name": "main",
-                "image": format!("file:{}", skiff_samples::TICKER),
-            }] },
-        }),
-    );
-    wait_for("pod ticker Running", Duration::from_secs(60), || {
-        server.get(&format!("{PODS}/ticker"))["status"]["phase"] == "Running"
-    });
+    let server = server_running(dir.path(), "ticker", skiff_samples::TICKER);
     let output = Command::new(&kubectl)
         .args(["exec", "ticker", "--", "sh"])
         .env("KUBECONFIG", server.data_dir.join("kubeconfig"))

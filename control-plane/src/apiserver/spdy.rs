@@ -220,14 +220,7 @@ impl Headers {
 
     /// A compressed header block of `pairs`, flushed so the peer can read it whole.
     fn write(&mut self, pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut block = Vec::new();
-        block.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
-        for (name, value) in pairs {
-            for text in [name, value] {
-                block.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                block.extend_from_slice(text.as_bytes());
-            }
-        }
+        let block = header_block(pairs);
         let mut out = Vec::with_capacity(block.len() + 64);
         let mut input = block.as_slice();
         loop {
@@ -243,6 +236,20 @@ impl Headers {
             }
         }
     }
+}
+
+/// An uncompressed header block: the number of pairs, then each name and value with its
+/// length, all lengths 32-bit big-endian.
+fn header_block(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    block.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+    for (name, value) in pairs {
+        for text in [name, value] {
+            block.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            block.extend_from_slice(text.as_bytes());
+        }
+    }
+    block
 }
 
 /// A control frame of `kind` with `flags` and `payload`.
@@ -484,14 +491,7 @@ mod tests {
 
     /// A client's header compressor: zlib against the dictionary, flushed per block.
     fn client_block(compressor: &mut Compress, pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut block = Vec::new();
-        block.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
-        for (name, value) in pairs {
-            for text in [name, value] {
-                block.extend_from_slice(&(text.len() as u32).to_be_bytes());
-                block.extend_from_slice(text.as_bytes());
-            }
-        }
+        let block = header_block(pairs);
         let mut out = Vec::with_capacity(block.len() + 256);
         compressor
             .compress_vec(&block, &mut out, FlushCompress::Sync)
