@@ -626,6 +626,11 @@ fn create_describe_and_delete_a_deployment() {
         "--timeout=60s",
     ]);
     assert_eq!(met, "deployment.apps/web condition met\n");
+    // `get all`: the kinds discovery puts in the `all` category.
+    let all = kubectl.ok(&["get", "all"]);
+    for expected in ["pod/web-", "deployment.apps/web", "replicaset.apps/web-"] {
+        assert!(all.contains(expected), "{expected:?} in {all}");
+    }
 
     let described = kubectl.ok(&["describe", "deployment", "web"]);
     for expected in [

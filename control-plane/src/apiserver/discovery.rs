@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
-use super::registry::Registry;
+use super::registry::{Registry, ResourceType};
 
 /// `/api`: the core group's versions.
 pub fn core_versions() -> Value {
@@ -48,6 +48,17 @@ pub fn group(registry: &Registry, group: &str) -> ApiResult<Value> {
     Ok(entry)
 }
 
+/// The categories a kind is in: `all` (what `kubectl get all` lists) for the workload
+/// kinds Kubernetes puts there, of those skiff serves.
+fn categories(rt: &ResourceType) -> &'static [&'static str] {
+    match (rt.group, rt.plural) {
+        ("", "pods" | "services") | ("apps", "deployments" | "replicasets") | ("batch", "jobs") => {
+            &["all"]
+        }
+        _ => &[],
+    }
+}
+
 /// `/api/v1`, `/apis/GROUP/VERSION`: the resources and subresources served there.
 pub fn resources(registry: &Registry, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
@@ -74,6 +85,7 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Value {
             "kind": rt.kind,
             "verbs": verbs,
             "shortNames": rt.short_names,
+            "categories": categories(rt),
         }));
         let mut sub = |name: &str,
                        kind: &str,

@@ -37,6 +37,11 @@ async fn discovery_and_public_endpoints() {
     assert_eq!(pods["kind"], "Pod");
     assert_eq!(pods["namespaced"], true);
     assert_eq!(pods["shortNames"], json!(["po"]));
+    assert_eq!(
+        pods["categories"],
+        json!(["all"]),
+        "kubectl get all lists pods"
+    );
     let subresources: Vec<&str> = core["resources"]
         .as_array()
         .unwrap()
