@@ -133,6 +133,139 @@ async fn prefixes_keep_clusters_on_one_etcd_apart() {
     assert_eq!(same.get(key).await.unwrap(), Some(mine));
 }
 
+/// One request through `router` as the admin (token `token`): status and JSON answer.
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", "Bearer token")
+        .header("content-type", "application/json")
+        .body(match body {
+            Some(body) => Body::from(body.to_string()),
+            None => Body::empty(),
+        })
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(30), router.clone().oneshot(request))
+        .await
+        .expect("no answer in 30 s: likely deadlocked")
+        .expect("infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// An API server over `store` whose admin token is `token`.
+async fn api_server(store: Arc<dyn Store>) -> Arc<ApiServer> {
+    let mut auth = Authenticator::default();
+    auth.add_token(
+        "token",
+        User {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+        },
+    );
+    ApiServer::new(store, auth, ApiServerConfig::default())
+        .await
+        .expect("an API server starts on etcd")
+}
+
+/// Two API servers on one etcd, as several kube-apiservers share theirs: writes through
+/// both at once get ClusterIPs that are never the same, and a watch through one sees every
+/// write made through either, in order, without gaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_servers_on_one_etcd_allocate_uniquely_and_watch_each_others_writes() {
+    let (etcd, _dir) = start_etcd();
+    let one = api_server(Arc::new(connect(&etcd, "/skiff").await)).await;
+    let other = api_server(Arc::new(connect(&etcd, "/skiff").await)).await;
+    let (one, other) = (one.router(), other.router());
+    let services = "/api/v1/namespaces/default/services";
+    let (_, listed) = call(&other, Method::GET, services, None).await;
+    let from = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watch = Request::builder()
+        .uri(format!(
+            "{services}?watch=true&resourceVersion={from}&timeoutSeconds=60"
+        ))
+        .header("authorization", "Bearer token")
+        .body(Body::empty())
+        .unwrap();
+    let watched = other.clone().oneshot(watch).await.unwrap();
+    assert_eq!(watched.status(), StatusCode::OK);
+    let mut events = watched.into_body().into_data_stream();
+
+    const EACH: usize = 15;
+    let create = |router: axum::Router, prefix: &'static str| async move {
+        let mut ips = Vec::new();
+        for i in 0..EACH {
+            let service = json!({ "metadata": { "name": format!("{prefix}-{i}") },
+                "spec": { "selector": { "app": "x" }, "ports": [{ "port": 80 }] } });
+            let (status, created) = call(&router, Method::POST, services, Some(service)).await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            ips.push(created["spec"]["clusterIP"].as_str().unwrap().to_string());
+        }
+        ips
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(create(one, "one")),
+        tokio::spawn(create(other.clone(), "other"))
+    );
+    let mut ips: Vec<String> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 2 * EACH, "a ClusterIP handed out twice");
+
+    // The watch through `other` saw all of them, `one`'s too, in revision order.
+    let mut seen = Vec::new();
+    let mut buffer = Vec::new();
+    while seen.len() < 2 * EACH {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("no watch event within 10 s")
+            .expect("the watch ended early")
+            .unwrap();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let event: Value = serde_json::from_slice(&line).unwrap();
+            if event["type"] == "ADDED" {
+                let object = &event["object"];
+                let revision: u64 = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                seen.push((
+                    revision,
+                    object["metadata"]["name"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "out of order: {seen:?}"
+    );
+    let mut names: Vec<_> = seen.into_iter().map(|(_, name)| name).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 2 * EACH, "every create, once");
+}
+
 #[tokio::test]
 async fn an_api_server_runs_on_etcd() {
     let (etcd, _dir) = start_etcd();
@@ -149,46 +282,17 @@ async fn an_api_server_runs_on_etcd() {
         .await
         .expect("an API server starts on etcd");
     let router = server.router();
-    let call = |method: Method, path: &str, body: Option<Value>| {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", "Bearer token")
-            .header("content-type", "application/json")
-            .body(match body {
-                Some(body) => Body::from(body.to_string()),
-                None => Body::empty(),
-            })
-            .expect("request");
-        let router = router.clone();
-        async move {
-            let response = tokio::time::timeout(Duration::from_secs(30), router.oneshot(request))
-                .await
-                .expect("no answer in 30 s: likely deadlocked")
-                .expect("infallible");
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            (
-                status,
-                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-            )
-        }
-    };
 
     let path = "/api/v1/namespaces/default/configmaps";
     let (status, created) = call(
+        &router,
         Method::POST,
         path,
         Some(json!({ "metadata": { "name": "settings" }, "data": { "colour": "blue" } })),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let (status, read) = call(Method::GET, &format!("{path}/settings"), None).await;
+    let (status, read) = call(&router, Method::GET, &format!("{path}/settings"), None).await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["data"]["colour"], "blue");
     assert_eq!(read["metadata"]["uid"], created["metadata"]["uid"]);
