@@ -307,6 +307,13 @@ impl ApiError {
             } => Self::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
+            StoreError::TooLarge { detail, .. } => Self {
+                message: format!(
+                    "{} {name:?} is too large for the store: {detail}",
+                    rt.plural
+                ),
+                ..Self::too_large(0)
+            },
             other => Self::internal("talking to the store", other),
         }
     }

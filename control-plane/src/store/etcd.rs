@@ -250,11 +250,19 @@ impl Shared {
             .when(compares)
             .and_then(vec![then])
             .or_else(vec![TxnOp::get(etcd_key.to_vec(), None)]);
-        self.kv
-            .clone()
-            .txn(txn)
-            .await
-            .map_err(|e| self.failed(format_args!("{verb} {key}"), e))
+        self.kv.clone().txn(txn).await.map_err(|e| match &e {
+            // etcd's own limit, or its gRPC server's (2 MiB) before it.
+            etcd_client::Error::GRpcStatus(status)
+                if status.message().contains("request is too large")
+                    || status.message().contains("larger than max") =>
+            {
+                StoreError::TooLarge {
+                    key: key.to_string(),
+                    detail: format!("etcd at {}: {}", self.endpoints, status.message()),
+                }
+            }
+            _ => self.failed(format_args!("{verb} {key}"), e),
+        })
     }
 
     /// The key a failed transaction read: `NotFound`, or `Conflict` with its revision.

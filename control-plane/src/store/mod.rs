@@ -107,6 +107,10 @@ pub enum StoreError {
         requested: Revision,
         compacted: Revision,
     },
+    /// The value is larger than the backend takes (etcd's `--max-request-bytes`, 1.5 MiB
+    /// by default, is below the API server's 3 MiB body limit).
+    #[error("the value of {key} is larger than the store takes: {detail}")]
+    TooLarge { key: String, detail: String },
     /// A watcher fell too far behind and was dropped; it should resume from its last revision.
     #[error("watch fell behind and was closed")]
     WatchLagged,

@@ -348,3 +348,33 @@ async fn errors_name_etcd_once_it_is_gone() {
         .expect("etcd is gone");
     assert!(error.to_string().contains(&url), "{error}");
 }
+
+/// etcd takes requests up to 1.5 MiB by default, below the API server's 3 MiB body limit:
+/// an object between the two is refused with 413 naming the store, not a 500, and the
+/// server goes on serving.
+#[tokio::test]
+async fn an_object_too_large_for_etcd_gets_413() {
+    let (etcd, _dir) = start_etcd();
+    let router = api_server(Arc::new(connect(&etcd, "/skiff").await))
+        .await
+        .router();
+    let path = "/api/v1/namespaces/default/pods";
+    let pod = |name: &str, value: String| {
+        json!({ "metadata": { "name": name }, "spec": { "containers": [{
+            "name": "main", "image": "m.wasm", "env": [{ "name": "BIG", "value": value }] }] } })
+    };
+    let big = pod("big", "x".repeat(2 << 20));
+    let (status, answer) = call(&router, Method::POST, path, Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["reason"], "RequestEntityTooLarge");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains("pods \"big\" is too large for the store") && message.contains("etcd at"),
+        "{message}"
+    );
+    let small = pod("small", "x".into());
+    assert_eq!(
+        call(&router, Method::POST, path, Some(small)).await.0,
+        StatusCode::CREATED
+    );
+}
