@@ -20,6 +20,24 @@ pub struct ApiError {
     pub details: Option<Box<StatusDetails>>,
 }
 
+/// The causes of a 422, one per field error: its reason, its message without the field
+/// path in front, and the field.
+fn causes(errors: &[FieldError]) -> Vec<StatusCause> {
+    errors
+        .iter()
+        .map(|e| StatusCause {
+            reason: Some(e.kind.reason().to_string()),
+            message: Some(
+                e.to_string()
+                    .split_once(": ")
+                    .map(|(_, rest)| rest.to_string())
+                    .unwrap_or_default(),
+            ),
+            field: Some(e.field.clone()),
+        })
+        .collect()
+}
+
 impl ApiError {
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -149,19 +167,7 @@ impl ApiError {
                 name: Some(name.to_string()),
                 group: Some(rt.group.to_string()).filter(|g| !g.is_empty()),
                 kind: Some(rt.kind.to_string()),
-                causes: errors
-                    .iter()
-                    .map(|e| StatusCause {
-                        reason: Some(e.kind.reason().to_string()),
-                        message: Some(
-                            e.to_string()
-                                .split_once(": ")
-                                .map(|(_, rest)| rest.to_string())
-                                .unwrap_or_default(),
-                        ),
-                        field: Some(e.field.clone()),
-                    })
-                    .collect(),
+                causes: causes(errors),
                 ..StatusDetails::default()
             })),
         }
@@ -187,19 +193,7 @@ impl ApiError {
             details: Some(Box::new(StatusDetails {
                 group: Some("meta.k8s.io".into()),
                 kind: Some(options_kind.to_string()),
-                causes: errors
-                    .iter()
-                    .map(|e| StatusCause {
-                        reason: Some(e.kind.reason().to_string()),
-                        message: Some(
-                            e.to_string()
-                                .split_once(": ")
-                                .map(|(_, rest)| rest.to_string())
-                                .unwrap_or_default(),
-                        ),
-                        field: Some(e.field.clone()),
-                    })
-                    .collect(),
+                causes: causes(errors),
                 ..StatusDetails::default()
             })),
         }
