@@ -8,9 +8,16 @@ use skiff_control_plane::controllers::ControllerConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct ControllerManagerArgs {
-    /// The API server's URL.
-    #[arg(long)]
-    pub server: String,
+    /// The API server's URL; several, comma-separated (or the flag repeated), for a
+    /// cluster of several API servers: the first is preferred, and when the one in use
+    /// cannot be reached the client fails over to the next.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// A token allowed to manage the cluster's objects (the admin token, for now).
     #[arg(long, env = "SKIFF_TOKEN")]
     pub token: String,

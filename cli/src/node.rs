@@ -11,9 +11,16 @@ use skiff_runtime::{Runtime, RuntimeConfig};
 /// Options of `skiff node`.
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
-    /// The API server's URL.
-    #[arg(long)]
-    pub server: String,
+    /// The API server's URL; several, comma-separated (or the flag repeated), for a
+    /// cluster of several API servers: the first is preferred, and when the one in use
+    /// cannot be reached the client fails over to the next.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub server: Vec<String>,
     /// A join token (`skiff token create` prints one). At its first start the node
     /// exchanges it for a credential of its own, kept in DATA_DIR/credential.json; after
     /// that the join token is not needed (and may have expired).

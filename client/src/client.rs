@@ -1,6 +1,16 @@
-//! [`Client`]: one connection pool to the API server, with its credentials.
+//! [`Client`]: one connection pool to the API servers, with its credentials.
+//!
+//! A cluster may have several API servers over one store. The client sends to the
+//! current one; when a request cannot reach it (nothing was sent: connection refused,
+//! unreachable, connect timeout, TLS handshake failed), it moves to the next and sends
+//! the request there. A request that failed after it was sent is repeated on the next
+//! server only when repeating it is safe (GET, HEAD, OPTIONS); a POST, PUT, PATCH or
+//! DELETE returns its error, since the server may have carried it out. The client stays
+//! on the server it moved to, and the watcher resumes its watches there from the last
+//! resourceVersion it saw: every server of the cluster serves the same revisions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +31,8 @@ pub use reqwest::Method;
 /// rather than unbounded buffering.
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
-/// A client of the API server. Cheap to clone: clones share one connection pool.
+/// A client of the API server. Cheap to clone: clones share one connection pool, and
+/// the server they send to.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -29,8 +40,12 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
-    /// The server URL without a trailing slash; request paths are appended to it.
-    base: String,
+    /// Every server's URL without a trailing slash, the preferred one first; request
+    /// paths are appended to them.
+    servers: Vec<String>,
+    /// Index in `servers` of the one requests go to first: the preferred one until it
+    /// could not be reached, then the one that answered instead.
+    current: AtomicUsize,
     token: Option<String>,
     timeout: Duration,
     default_namespace: String,
@@ -39,16 +54,17 @@ struct Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("server", &self.inner.base)
+            .field("server", &self.server())
+            .field("servers", &self.inner.servers)
             .field("token", &self.inner.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
 
-/// A request body and its media type.
+/// A request body and its media type. Cheap to clone, to send again to another server.
 pub(crate) struct Body {
     content_type: &'static str,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 impl Body {
@@ -57,7 +73,7 @@ impl Body {
             serde_json::to_vec(value).map_err(|e| Error::decode(format!("encoding {what}"), e))?;
         Ok(Body {
             content_type: "application/json",
-            bytes,
+            bytes: bytes.into(),
         })
     }
 
@@ -66,7 +82,7 @@ impl Body {
             serde_json::to_vec(patch.value()).map_err(|e| Error::decode("encoding a patch", e))?;
         Ok(Body {
             content_type: patch.content_type(),
-            bytes,
+            bytes: bytes.into(),
         })
     }
 }
@@ -76,7 +92,7 @@ impl Client {
     pub fn new(config: Config) -> Result<Client> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
-            .connect_timeout(config.timeout)
+            .connect_timeout(config.connect_timeout.min(config.timeout))
             .danger_accept_invalid_certs(config.accept_invalid_certs);
         if let Some(pem) = &config.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -94,10 +110,15 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Error::config("building the HTTP client", e))?;
+        let servers = config
+            .servers()
+            .map(|url| url.as_str().trim_end_matches('/').to_string())
+            .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                base: config.server.as_str().trim_end_matches('/').to_string(),
+                servers,
+                current: AtomicUsize::new(0),
                 token: config.token,
                 timeout: config.timeout,
                 default_namespace: config.default_namespace,
@@ -110,9 +131,56 @@ impl Client {
         &self.inner.default_namespace
     }
 
-    /// The server's base URL, without a trailing slash.
+    /// The base URL, without a trailing slash, of the server requests go to now: the
+    /// preferred one, or the one the client moved to when that could not be reached.
     pub fn server(&self) -> &str {
-        &self.inner.base
+        &self.inner.servers[self.inner.current.load(Ordering::Relaxed)]
+    }
+
+    /// Sends the request `build` makes for a server's base URL to the current server,
+    /// and while it fails in a way that allows it (see the [module documentation](self)),
+    /// to the next ones, each once. Returns the first answer, whatever its status, or
+    /// the last error.
+    async fn send_to_any(
+        &self,
+        method: &Method,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let servers = &self.inner.servers;
+        let first = self.inner.current.load(Ordering::Relaxed);
+        let mut index = first;
+        loop {
+            let error = match build(&servers[index]).send().await {
+                Ok(response) => {
+                    if index != first
+                        && self
+                            .inner
+                            .current
+                            .compare_exchange(first, index, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        tracing::warn!(
+                            from = %servers[first],
+                            to = %servers[index],
+                            "API server unreachable; moved to another"
+                        );
+                    }
+                    return Ok(response);
+                }
+                Err(error) => error,
+            };
+            let next = (index + 1) % servers.len();
+            if next == first || !may_send_again(method, &error) {
+                return Err(error);
+            }
+            tracing::debug!(
+                server = %servers[index],
+                next = %servers[next],
+                error = %error_chain(&error),
+                "request to the API server failed; trying the next"
+            );
+            index = next;
+        }
     }
 
     /// Sends a request and checks its status: any non-2xx answer becomes
@@ -138,20 +206,27 @@ impl Client {
         timeout: Option<Duration>,
         accept: &str,
     ) -> Result<reqwest::Response> {
-        let url = format!("{}{}", self.inner.base, path_and_query);
-        let mut request = self.inner.http.request(method, url).header(ACCEPT, accept);
-        if let Some(token) = &self.inner.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, body.content_type)
-                .body(body.bytes);
-        }
-        if let Some(timeout) = timeout {
-            request = request.timeout(timeout);
-        }
-        let response = request.send().await?;
+        let build = |base: &str| {
+            let url = format!("{base}{path_and_query}");
+            let mut request = self
+                .inner
+                .http
+                .request(method.clone(), url)
+                .header(ACCEPT, accept);
+            if let Some(token) = &self.inner.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(CONTENT_TYPE, body.content_type)
+                    .body(body.bytes.clone());
+            }
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
+            }
+            request
+        };
+        let response = self.send_to_any(&method, build).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -168,17 +243,19 @@ impl Client {
     /// carries the stream both ways (what `port-forward` runs over). Any other answer is
     /// [`Error::Api`].
     pub async fn upgrade(&self, path_and_query: &str, protocol: &str) -> Result<Upgraded> {
-        let url = format!("{}{}", self.inner.base, path_and_query);
-        let mut request = self
-            .inner
-            .http
-            .post(url)
-            .header(CONNECTION, "Upgrade")
-            .header(UPGRADE, protocol);
-        if let Some(token) = &self.inner.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
+        let build = |base: &str| {
+            let mut request = self
+                .inner
+                .http
+                .post(format!("{base}{path_and_query}"))
+                .header(CONNECTION, "Upgrade")
+                .header(UPGRADE, protocol);
+            if let Some(token) = &self.inner.token {
+                request = request.bearer_auth(token);
+            }
+            request
+        };
+        let response = self.send_to_any(&Method::POST, build).await?;
         let status = response.status();
         if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
             let body = response.bytes().await.unwrap_or_default();
@@ -249,7 +326,7 @@ impl Client {
         body: Option<(Bytes, &'static str)>,
     ) -> Result<(Bytes, reqwest::header::HeaderMap)> {
         let body = body.map(|(bytes, content_type)| Body {
-            bytes: bytes.to_vec(),
+            bytes,
             content_type,
         });
         let response = self
@@ -306,6 +383,27 @@ impl Client {
         let response = self.send(method, path_and_query, None, timeout).await?;
         Ok(lines(response.bytes_stream().map_err(Error::from).boxed()).boxed())
     }
+}
+
+/// Whether a request that failed with `error` may be sent to another server: always
+/// when it never reached the server (connecting failed, so nothing was sent), and when
+/// it failed later (reset, timeout) only if repeating it is safe: a GET changes
+/// nothing, a POST may have been carried out.
+fn may_send_again(method: &Method, error: &reqwest::Error) -> bool {
+    error.is_connect()
+        || (matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && error.is_request())
+}
+
+/// `error` and its causes, `: `-separated: reqwest's own message only says which URL.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Splits a byte stream into its non-empty lines (without the newline). A last line

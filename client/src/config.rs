@@ -15,11 +15,24 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// How long a non-streaming request may take, connection included, by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long connecting to one API server (TCP and TLS) may take by default: well under
+/// [`DEFAULT_TIMEOUT`], so that a server that does not answer leaves time to try the next.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the kubeconfig cluster extension that lists every API server of the
+/// cluster (`extensions: [{name: skiff.dev/servers, extension: {servers: [URL, ...]}}]`).
+/// The cluster's `server` stays the one kubectl uses; skiff clients fail over to the rest.
+pub const SERVERS_EXTENSION: &str = "skiff.dev/servers";
+
 /// What a [`Client`](crate::Client) needs to reach the API server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Base URL of the API server (`https://127.0.0.1:6443`); a path prefix is kept.
+    /// Base URL of the API server (`https://127.0.0.1:6443`), the one tried first; a
+    /// path prefix is kept.
     pub server: Url,
+    /// The cluster's other API servers (several `skiff server`s on one etcd), tried in
+    /// order when the current one cannot be reached. Empty by default.
+    pub fallback_servers: Vec<Url>,
     /// Bearer token sent on every request.
     pub token: Option<String>,
     /// PEM of the CA (one or more certificates) that signs the server's certificate,
@@ -27,10 +40,13 @@ pub struct Config {
     pub ca_pem: Option<Vec<u8>>,
     /// Skip checking the server's certificate (`insecure-skip-tls-verify`). Tests only.
     pub accept_invalid_certs: bool,
-    /// Limit of a whole non-streaming request, and of connecting for a streaming one
-    /// (watches and log follows are limited by their own `timeoutSeconds`).
-    /// Default [`DEFAULT_TIMEOUT`].
+    /// Limit of a whole non-streaming request to one server (watches and log follows
+    /// are limited by their own `timeoutSeconds`). Default [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// Limit of connecting to one server, streaming requests included; shorter than
+    /// `timeout` so that a failing over request has time left for the next server.
+    /// Default [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
     /// Namespace of [`Api::default_namespaced`](crate::Api::default_namespaced): the
     /// context's namespace, or `default`.
     pub default_namespace: String,
@@ -39,16 +55,46 @@ pub struct Config {
 impl Config {
     /// A configuration for `server` with no credentials and the defaults.
     pub fn new(server: &str) -> Result<Config> {
-        let server = Url::parse(server)
-            .map_err(|e| Error::config(format!("invalid server URL {server:?}"), e))?;
+        let server = parse_server(server)?;
         Ok(Config {
             server,
+            fallback_servers: Vec::new(),
             token: None,
             ca_pem: None,
             accept_invalid_certs: false,
             timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_namespace: DEFAULT_NAMESPACE.to_string(),
         })
+    }
+
+    /// A configuration for a cluster served by several API servers, `servers[0]`
+    /// preferred and the others its fallbacks, with no credentials and the defaults.
+    pub fn with_servers(servers: &[impl AsRef<str>]) -> Result<Config> {
+        let Some((first, rest)) = servers.split_first() else {
+            return Err(Error::Config {
+                message: "no API server URL".into(),
+                source: None,
+            });
+        };
+        let mut config = Config::new(first.as_ref())?;
+        for server in rest {
+            let url = parse_server(server.as_ref())?;
+            config.add_server(url);
+        }
+        Ok(config)
+    }
+
+    /// Every API server, the preferred one first.
+    pub fn servers(&self) -> impl Iterator<Item = &Url> {
+        std::iter::once(&self.server).chain(&self.fallback_servers)
+    }
+
+    /// Adds `url` to the fallbacks unless it is already one of the servers.
+    fn add_server(&mut self, url: Url) {
+        if !self.servers().any(|known| *known == url) {
+            self.fallback_servers.push(url);
+        }
     }
 
     /// Reads a kubeconfig file and takes its current context. A relative
@@ -68,6 +114,10 @@ impl Config {
     pub fn from_kubeconfig_str(text: &str) -> Result<Config> {
         Kubeconfig::from_yaml(text)?.to_config(None, None)
     }
+}
+
+fn parse_server(server: &str) -> Result<Url> {
+    Url::parse(server).map_err(|e| Error::config(format!("invalid server URL {server:?}"), e))
 }
 
 /// A kubeconfig document (`apiVersion: v1`, `kind: Config`), the parts skiff uses.
@@ -116,6 +166,24 @@ pub struct Cluster {
     pub certificate_authority: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_tls_verify: bool,
+    /// What other tools keep about the cluster; skiff reads and writes
+    /// [`SERVERS_EXTENSION`] and keeps the rest as it found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<NamedExtension>,
+}
+
+/// A named entry of a kubeconfig's `extensions` list: anything, for one tool to read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NamedExtension {
+    pub name: String,
+    pub extension: serde_yaml::Value,
+}
+
+/// The content of the [`SERVERS_EXTENSION`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct ServersExtension {
+    /// Every API server of the cluster, the cluster's `server` among them.
+    servers: Vec<String>,
 }
 
 /// A user entry of a kubeconfig.
@@ -173,15 +241,41 @@ impl Kubeconfig {
     /// A kubeconfig with one cluster, one user with `token` and one context, named
     /// `name`, made current.
     pub fn single(name: &str, server: &str, ca_pem: Option<&[u8]>, token: Option<&str>) -> Self {
+        Kubeconfig::with_servers(name, &[server], ca_pem, token)
+    }
+
+    /// [`single`](Self::single) for a cluster served by several API servers: the first
+    /// is the cluster's `server` (the one kubectl uses), and with more than one, all are
+    /// listed in the [`SERVERS_EXTENSION`] for skiff clients to fail over to.
+    pub fn with_servers(
+        name: &str,
+        servers: &[impl AsRef<str>],
+        ca_pem: Option<&[u8]>,
+        token: Option<&str>,
+    ) -> Self {
+        let servers: Vec<String> = servers.iter().map(|s| s.as_ref().to_string()).collect();
+        let extensions = if servers.len() > 1 {
+            let extension = serde_yaml::to_value(ServersExtension {
+                servers: servers.clone(),
+            })
+            .expect("a list of strings is YAML");
+            vec![NamedExtension {
+                name: SERVERS_EXTENSION.into(),
+                extension,
+            }]
+        } else {
+            Vec::new()
+        };
         Kubeconfig {
             api_version: Some("v1".into()),
             kind: Some("Config".into()),
             clusters: vec![NamedCluster {
                 name: name.into(),
                 cluster: Cluster {
-                    server: server.into(),
+                    server: servers.first().cloned().unwrap_or_default(),
                     certificate_authority_data: ca_pem
                         .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem)),
+                    extensions,
                     ..Cluster::default()
                 },
             }],
@@ -263,6 +357,16 @@ impl Kubeconfig {
             message: format!("cluster {:?} has an invalid server URL", context.cluster),
             source: Some(Box::new(e)),
         })?;
+        for server in cluster.servers(&context.cluster)? {
+            let url = Url::parse(&server).map_err(|e| Error::Kubeconfig {
+                message: format!(
+                    "{SERVERS_EXTENSION} of cluster {:?} has an invalid server URL {server:?}",
+                    context.cluster
+                ),
+                source: Some(Box::new(e)),
+            })?;
+            config.add_server(url);
+        }
         config.ca_pem = match (
             &cluster.certificate_authority_data,
             &cluster.certificate_authority,
@@ -299,5 +403,165 @@ impl Kubeconfig {
             config.default_namespace = ns.clone();
         }
         Ok(config)
+    }
+}
+
+impl Cluster {
+    /// The servers the [`SERVERS_EXTENSION`] lists (none without it). `name` is the
+    /// cluster's, for errors.
+    fn servers(&self, name: &str) -> Result<Vec<String>> {
+        let Some(extension) = self.extensions.iter().find(|e| e.name == SERVERS_EXTENSION) else {
+            return Ok(Vec::new());
+        };
+        let servers: ServersExtension = serde_yaml::from_value(extension.extension.clone())
+            .map_err(|e| Error::Kubeconfig {
+                message: format!(
+                    "{SERVERS_EXTENSION} of cluster {name:?} is not {{servers: [URL, ...]}}"
+                ),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(servers.servers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(config: &Config) -> Vec<&str> {
+        config.servers().map(Url::as_str).collect()
+    }
+
+    #[test]
+    fn several_servers_round_trip_through_the_extension() {
+        let servers = [
+            "https://10.0.0.1:6443",
+            "https://10.0.0.2:6443",
+            "https://10.0.0.3:6443",
+        ];
+        let written = Kubeconfig::with_servers("skiff", &servers, None, Some("tok"))
+            .to_yaml()
+            .expect("yaml");
+        let document: serde_yaml::Value = serde_yaml::from_str(&written).expect("yaml");
+        let cluster = &document["clusters"][0]["cluster"];
+        assert_eq!(
+            cluster["server"].as_str(),
+            Some(servers[0]),
+            "kubectl's server is the first: {written}"
+        );
+        assert_eq!(
+            cluster["extensions"][0]["name"].as_str(),
+            Some(SERVERS_EXTENSION)
+        );
+        let listed: Vec<&str> = cluster["extensions"][0]["extension"]["servers"]
+            .as_sequence()
+            .expect("a list")
+            .iter()
+            .filter_map(serde_yaml::Value::as_str)
+            .collect();
+        assert_eq!(listed, servers, "{written}");
+
+        let config = Config::from_kubeconfig_str(&written).expect("parse");
+        assert_eq!(
+            urls(&config),
+            [
+                "https://10.0.0.1:6443/",
+                "https://10.0.0.2:6443/",
+                "https://10.0.0.3:6443/"
+            ]
+        );
+        assert_eq!(config.token.as_deref(), Some("tok"));
+        assert_eq!(
+            Kubeconfig::from_yaml(&written).expect("parse"),
+            Kubeconfig::with_servers("skiff", &servers, None, Some("tok")),
+            "reads back as written"
+        );
+    }
+
+    #[test]
+    fn one_server_writes_no_extension() {
+        let written = Kubeconfig::single("skiff", "https://127.0.0.1:6443", None, None)
+            .to_yaml()
+            .expect("yaml");
+        assert!(!written.contains("extensions"), "{written}");
+        let config = Config::from_kubeconfig_str(&written).expect("parse");
+        assert_eq!(urls(&config), ["https://127.0.0.1:6443/"]);
+    }
+
+    #[test]
+    fn the_cluster_server_comes_first_and_other_extensions_are_kept() {
+        // Edited by hand: `server` moved to the second API server, which the extension
+        // also lists; another tool keeps an extension of its own.
+        let text = "
+clusters:
+- name: c
+  cluster:
+    server: https://b:6443
+    extensions:
+    - name: cluster_info
+      extension:
+        provider: minikube.sigs.k8s.io
+        version: v1.33.0
+    - name: skiff.dev/servers
+      extension:
+        servers: [https://a:6443, https://b:6443/, https://c:6443]
+contexts:
+- name: x
+  context: { cluster: c }
+current-context: x
+";
+        let config = Config::from_kubeconfig_str(text).expect("parse");
+        assert_eq!(
+            urls(&config),
+            ["https://b:6443/", "https://a:6443/", "https://c:6443/"],
+            "server first, then the rest once each"
+        );
+        let kubeconfig = Kubeconfig::from_yaml(text).expect("parse");
+        let again = Kubeconfig::from_yaml(&kubeconfig.to_yaml().expect("yaml")).expect("parse");
+        assert_eq!(again, kubeconfig, "unknown extensions survive a rewrite");
+        assert_eq!(again.clusters[0].cluster.extensions[0].name, "cluster_info");
+    }
+
+    #[test]
+    fn a_bad_servers_extension_says_what_is_wrong() {
+        let with = |extension: &str| {
+            format!(
+                "
+clusters:
+- name: c
+  cluster:
+    server: https://a:6443
+    extensions:
+    - name: skiff.dev/servers
+      extension: {extension}
+contexts:
+- name: x
+  context: {{ cluster: c }}
+"
+            )
+        };
+        let error = Config::from_kubeconfig_str(&with("[https://b:6443]")).expect_err("a list");
+        assert!(error.to_string().contains("is not {servers"), "{error}");
+        let error =
+            Config::from_kubeconfig_str(&with("{servers: ['not a url']}")).expect_err("bad URL");
+        assert!(
+            error
+                .to_string()
+                .contains("invalid server URL \"not a url\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn config_with_servers_keeps_the_order_and_needs_one() {
+        let config = Config::with_servers(&["http://a:1", "http://b:2", "http://a:1"]).expect("ok");
+        assert_eq!(config.server.as_str(), "http://a:1/");
+        assert_eq!(urls(&config), ["http://a:1/", "http://b:2/"]);
+        let none: [&str; 0] = [];
+        assert!(matches!(
+            Config::with_servers(&none),
+            Err(Error::Config { .. })
+        ));
+        assert!(Config::with_servers(&["http://a:1", "::"]).is_err());
     }
 }

@@ -90,6 +90,8 @@ pub struct Seen {
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
     pub authorization: Option<String>,
+    /// The `Host` header: which server (the fake or a [`Replica`]) took the request.
+    pub host: Option<String>,
 }
 
 impl Seen {
@@ -165,6 +167,36 @@ impl Fake {
             axum::serve(listener, app).await.expect("serve");
         });
         Fake { shared, url, task }
+    }
+
+    /// Another server over the same data, as a second API server on the same etcd.
+    pub fn replica(&self) -> Replica {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(self.shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                tokio::select! {
+                    result = axum::serve(listener, app) => result.expect("serve"),
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime drops the task of every connection: all close.
+        });
+        Replica {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -270,6 +302,38 @@ impl Fake {
             .values()
             .map(|v| serde_json::from_value(v.clone()).expect("thing"))
             .collect()
+    }
+}
+
+/// A server over a [`Fake`]'s data, on a thread and runtime of its own so that
+/// [`kill`](Replica::kill) ends it as a dying process ends: the listener and every
+/// connection, open watches included, close at once. Killed when dropped.
+pub struct Replica {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Stops the server; when this returns, its port refuses connections and every
+    /// connection it had is closed.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the replica's thread");
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -387,6 +451,7 @@ async fn handle(
         query: query.clone(),
         content_type: header(header::CONTENT_TYPE),
         authorization: header(header::AUTHORIZATION),
+        host: header(header::HOST),
     };
     let count = {
         let mut data = shared.data.lock().expect("lock");

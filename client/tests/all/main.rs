@@ -2,6 +2,7 @@
 
 mod controller;
 mod crud;
+mod failover;
 mod fake;
 mod informer;
 mod kubeconfig;

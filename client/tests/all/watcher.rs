@@ -67,7 +67,7 @@ impl Drop for Events {
 
 impl Events {
     /// The next `n` successful events, shown, and how many errors came among them.
-    async fn next(&mut self, n: usize) -> (Vec<String>, usize) {
+    pub async fn next(&mut self, n: usize) -> (Vec<String>, usize) {
         within(10, "waiting for watcher events", async {
             let mut events = Vec::new();
             let mut errors = 0;
