@@ -956,8 +956,16 @@ fn prepare_for_create(rt: &ResourceType, object: &mut Value) {
         "Pod" => {
             map.insert("status".into(), json!({ "phase": "Pending" }));
         }
-        "Deployment" | "ReplicaSet" | "Job" | "Service" => {
-            map.remove("status");
+        // What Kubernetes answers for a new object: an empty status, with the fields
+        // it always writes.
+        "Deployment" | "Job" => {
+            map.insert("status".into(), json!({}));
+        }
+        "ReplicaSet" => {
+            map.insert("status".into(), json!({ "replicas": 0 }));
+        }
+        "Service" => {
+            map.insert("status".into(), json!({ "loadBalancer": {} }));
         }
         _ => {}
     }
