@@ -9,15 +9,15 @@ use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::certificates::NodeSigner;
-use skiff_control_plane::apiserver::credentials::NodeKey;
 use skiff_control_plane::apiserver::throttle::ClientLimits;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
-use skiff_control_plane::controllers::ControllerConfig;
-use skiff_control_plane::pki::ClusterCa;
+use skiff_control_plane::controllers::{ControllerConfig, LeaderElectionConfig};
+use skiff_control_plane::scheduler::SchedulerConfig;
 use skiff_control_plane::store::Store;
 use skiff_control_plane::store::sled::SledStore;
 
 use crate::kubeconfig;
+use crate::secrets::ClusterSecrets;
 
 /// Options of `skiff server`.
 #[derive(clap::Args, Debug)]
@@ -42,12 +42,28 @@ pub struct ServerArgs {
     /// Address the API server listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// The address clients, nodes and the other API servers reach this one at (default:
+    /// the listen address, or 127.0.0.1 when listening on every address). The serving
+    /// certificate is valid for it.
+    #[arg(long, value_name = "IP")]
+    pub advertise_address: Option<std::net::IpAddr>,
     /// Run the control plane only: no node agent in this process.
     #[arg(long)]
     pub no_node: bool,
     /// Leave the controllers out, for `skiff controller-manager` processes to run them.
     #[arg(long)]
     pub no_controllers: bool,
+    /// How long the scheduler's and the controllers' leases last unrenewed before
+    /// another server sharing the store may take them over.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading; shorter than
+    /// the lease duration, so two servers never lead at once.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often servers try to take the leases and the leader renews them.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub leader_elect_retry_period: Duration,
     /// The range ClusterIPs of Services come from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: ipnet::Ipv4Net,
@@ -96,6 +112,11 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    if args.leader_elect_renew_deadline >= args.leader_elect_lease_duration {
+        anyhow::bail!(
+            "--leader-elect-renew-deadline must be shorter than --leader-elect-lease-duration"
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store = open_store(&args).await?;
@@ -105,15 +126,27 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     // A server listening on every address is reached here through loopback.
-    let advertised = if address.ip().is_unspecified() {
+    let advertised = if let Some(ip) = args.advertise_address {
+        SocketAddr::new(ip, address.port())
+    } else if address.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), address.port())
     } else {
         address
     };
-    let ca = Arc::new(load_or_make_ca(&args.data_dir, "ca")?);
-    // A CA of its own for the API server's client certificate, so that node APIs, which
-    // trust only this CA, answer the API server and no node.
-    let client_ca = load_or_make_ca(&args.data_dir, "apiserver-client-ca")?;
+    let secrets = if args.etcd.is_empty() {
+        ClusterSecrets::load_or_create_in_dir(&args.data_dir)?
+    } else {
+        let secrets = ClusterSecrets::load_or_create_in_store(&*store, &args.data_dir).await?;
+        secrets.write_public(&args.data_dir)?;
+        secrets
+    };
+    let ClusterSecrets {
+        ca,
+        client_ca,
+        node_key,
+        admin_token: token,
+    } = secrets;
+    let ca = Arc::new(ca);
     let api_server_client = client_ca
         .issue_client("skiff:apiserver")
         .context("issuing the API server's client certificate")?;
@@ -134,8 +167,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             "127.0.0.1".to_string(),
             "::1".to_string(),
             address.ip().to_string(),
+            advertised.ip().to_string(),
         ];
         hosts.extend(args.tls_sans.iter().cloned());
+        hosts.sort();
         hosts.dedup();
         let issued = ca
             .issue_server("skiff-apiserver", &hosts)
@@ -149,7 +184,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{advertised}");
 
-    let token = admin_token(&args.data_dir)?;
     let mut authenticator = Authenticator::default();
     authenticator.add_token(
         &token,
@@ -170,7 +204,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         anyhow::anyhow!("--service-cidr, --pod-cidr, --node-cidr-mask-size: {problem}")
     })?;
     let config = ApiServerConfig {
-        node_key: Some(node_key(&args.data_dir)?),
+        node_key: Some(node_key),
         node_signer: Some(Arc::new(NodeSigner {
             ca: ca.clone(),
             api_server_client_ca_pem: client_ca.cert_pem().to_string(),
@@ -200,19 +234,33 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     client_config.token = Some(token.clone());
     client_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
     let client = skiff_client::Client::new(client_config)?;
+    // Stable across restarts, so a restarted server takes its own leases back at once;
+    // distinct per data directory, so servers sharing a store elect one leader.
+    let election = LeaderElectionConfig {
+        identity: server_identity(&args.data_dir)?,
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+        ..LeaderElectionConfig::default()
+    };
+    let identity = election.identity.clone();
     let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
         client.clone(),
-        Default::default(),
+        SchedulerConfig {
+            leader_election: Some(LeaderElectionConfig {
+                name: skiff_control_plane::scheduler::LEASE_NAME.into(),
+                ..election.clone()
+            }),
+            ..SchedulerConfig::default()
+        },
     ));
     let controllers = if args.no_controllers {
         None
     } else {
-        let mut config = ControllerConfig::default();
-        if let Some(election) = config.leader_election.as_mut() {
-            // Stable across restarts, so a restarted server takes its own lease back at
-            // once; distinct per data directory, so several servers elect one leader.
-            election.identity = server_identity(&args.data_dir)?;
-        }
+        let config = ControllerConfig {
+            leader_election: Some(election),
+            ..ControllerConfig::default()
+        };
         Some(tokio::spawn(skiff_control_plane::controllers::run(
             client.clone(),
             config,
@@ -250,6 +298,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }
         }))
     };
+
+    // Servers sharing a store find each other, and the kubeconfig lists them all so
+    // that clients fail over. (A server on sled is alone: its kubeconfig names it only.)
+    let peers = (!args.etcd.is_empty()).then(|| {
+        let ca_pem = ca.cert_pem().to_string();
+        let (path, token) = (kubeconfig_path.clone(), token.clone());
+        tokio::spawn(crate::peers::run(
+            client.clone(),
+            identity.clone(),
+            url.clone(),
+            move |servers| {
+                if let Err(error) = kubeconfig::write_servers(&path, servers, &token, &ca_pem) {
+                    tracing::warn!("rewriting {}: {error:#}", path.display());
+                }
+            },
+        ))
+    });
 
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff server is ready");
     println!("skiff server listening on {url}");
@@ -295,6 +360,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     compaction.abort();
     scheduler.abort();
+    if let Some(peers) = peers {
+        peers.abort();
+    }
     if let Some(controllers) = controllers {
         controllers.abort();
     }
@@ -345,58 +413,4 @@ fn server_identity(dir: &Path) -> Result<String> {
     let identity = format!("skiff-server-{}", &auth::generate_token()[..12]);
     kubeconfig::write_private(&path, identity.as_bytes())?;
     Ok(identity)
-}
-
-/// A CA of the cluster: made at first start, kept in `DIR/pki/NAME.crt` and
-/// `DIR/pki/NAME.key` (owner-only). `ca` is the cluster CA.
-fn load_or_make_ca(dir: &Path, name: &str) -> Result<ClusterCa> {
-    let pki_dir = dir.join("pki");
-    let (cert_path, key_path) = (
-        pki_dir.join(format!("{name}.crt")),
-        pki_dir.join(format!("{name}.key")),
-    );
-    if cert_path.exists() || key_path.exists() {
-        let cert = std::fs::read_to_string(&cert_path)
-            .with_context(|| format!("reading {}", cert_path.display()))?;
-        let key = std::fs::read_to_string(&key_path)
-            .with_context(|| format!("reading {}", key_path.display()))?;
-        return ClusterCa::from_pem(&cert, &key)
-            .with_context(|| format!("the CA {name} in {}", pki_dir.display()));
-    }
-    std::fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;
-    let ca = ClusterCa::generate()?;
-    kubeconfig::write_private(&key_path, ca.key_pem().as_bytes())?;
-    kubeconfig::write_private(&cert_path, ca.cert_pem().as_bytes())?;
-    Ok(ca)
-}
-
-/// What nodes' API tokens and the fabric token derive from: made at first start, kept in
-/// `DIR/pki/node.key` (owner-only), so nodes' kept credentials outlive restarts.
-fn node_key(dir: &Path) -> Result<NodeKey> {
-    let path = dir.join("pki").join("node.key");
-    if path.exists() {
-        let hex = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        return NodeKey::from_hex(&hex)
-            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()));
-    }
-    let key = NodeKey::generate();
-    kubeconfig::write_private(&path, key.to_hex().as_bytes())?;
-    Ok(key)
-}
-
-/// The admin token: made at first start, its hash kept in the data dir, the token
-/// itself only in the kubeconfig (owner-only), which is how a user gets it.
-fn admin_token(dir: &Path) -> Result<String> {
-    let hash_path = dir.join("admin-token.sha256");
-    let kubeconfig_path = dir.join("kubeconfig");
-    if let Ok(hash) = std::fs::read_to_string(&hash_path)
-        && let Ok(config) = kubeconfig::read_token(&kubeconfig_path)
-        && auth::token_hash_hex(&config) == hash.trim()
-    {
-        return Ok(config);
-    }
-    let token = auth::generate_token();
-    kubeconfig::write_private(&hash_path, auth::token_hash_hex(&token).as_bytes())?;
-    Ok(token)
 }

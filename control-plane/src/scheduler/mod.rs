@@ -21,6 +21,8 @@ use skiff_api::meta::{Binding, ObjectMeta, ObjectReference};
 use skiff_client::{Api, Client, Informer, ObjectRef, Patch, Store, WatcherParams, WorkQueue};
 use tokio::sync::Semaphore;
 
+use crate::controllers::{LeaderElectionConfig, LeaderElector};
+
 pub use self::fit::Scoring;
 use self::fit::{HostPort, NodeInfo, Resources, Unfit};
 
@@ -38,6 +40,10 @@ pub struct SchedulerConfig {
     /// Stop scoring once this many feasible nodes were found (as Kubernetes'
     /// percentageOfNodesToScore): large clusters need not score every node. Default 100.
     pub feasible_nodes_to_find: usize,
+    /// Leader election among the schedulers of a cluster (one per API server when
+    /// several share a store), on the lease `kube-system/skiff-scheduler`: only the
+    /// leader schedules, as kube-scheduler. `None` (the default) schedules at once.
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 impl Default for SchedulerConfig {
@@ -48,6 +54,7 @@ impl Default for SchedulerConfig {
             bind_concurrency: 64,
             retry_interval: Duration::from_secs(30),
             feasible_nodes_to_find: 100,
+            leader_election: None,
         }
     }
 }
@@ -373,8 +380,25 @@ fn unschedulable_message(nodes: usize, reasons: &BTreeMap<Unfit, usize>) -> Stri
     format!("0/{nodes} nodes are available: {}.", parts.join(", "))
 }
 
-/// Runs the scheduler until the returned future is dropped.
+/// The lease schedulers elect their leader on (in `kube-system`).
+pub const LEASE_NAME: &str = "skiff-scheduler";
+
+/// Runs the scheduler until the returned future is dropped: at once, or while this
+/// process leads (see [`SchedulerConfig::leader_election`]).
 pub async fn run(client: Client, config: SchedulerConfig) {
+    match config.leader_election.clone() {
+        Some(election) => {
+            let elector = LeaderElector::new(client.clone(), election);
+            elector
+                .run(|| schedule(client.clone(), config.clone()))
+                .await;
+        }
+        None => schedule(client, config).await,
+    }
+}
+
+/// The scheduler itself, without leader election.
+async fn schedule(client: Client, config: SchedulerConfig) {
     let pods = Informer::new(Api::<Pod>::all(client.clone()), WatcherParams::default());
     let nodes = Informer::new(Api::<Node>::all(client.clone()), WatcherParams::default());
     let scheduler = Arc::new(Scheduler {

@@ -258,3 +258,54 @@ async fn sampling_still_finds_the_only_node_that_fits() {
     assert_eq!(scheduled[0]["status"], "True");
     scheduler.abort();
 }
+
+/// Schedulers sharing a cluster elect one leader on the `skiff-scheduler` lease; when
+/// the leader stops, another takes the lease once it runs out, and pods are placed again.
+#[tokio::test]
+async fn schedulers_elect_a_leader_and_another_takes_over_when_it_stops() {
+    use skiff_control_plane::controllers::LeaderElectionConfig;
+    let server = HttpServer::start().await;
+    server
+        .test
+        .create("/api/v1/nodes", node("a", true, "4"))
+        .await;
+    let elected = |identity: &str| SchedulerConfig {
+        leader_election: Some(LeaderElectionConfig {
+            name: scheduler::LEASE_NAME.into(),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(1),
+            renew_deadline: Duration::from_millis(700),
+            retry_period: Duration::from_millis(100),
+            ..LeaderElectionConfig::default()
+        }),
+        ..SchedulerConfig::default()
+    };
+    let holder = || async {
+        let (status, lease) = server
+            .test
+            .get(&format!(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{}",
+                scheduler::LEASE_NAME
+            ))
+            .await;
+        (status == 200)
+            .then(|| lease["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .flatten()
+    };
+    let first = start(&server, elected("first"));
+    let wait = Duration::from_secs(30);
+    assert_eq!(eventually("a leader", wait, holder).await, "first");
+    let second = start(&server, elected("second"));
+    server.test.create(PODS, pod("p1", "100m")).await;
+    eventually("p1 bound", wait, || node_of(&server, "p1")).await;
+    assert_eq!(holder().await.as_deref(), Some("first"), "the leader kept its lease");
+
+    first.abort();
+    eventually("the second scheduler leading", wait, || async {
+        (holder().await.as_deref() == Some("second")).then_some(())
+    })
+    .await;
+    server.test.create(PODS, pod("p2", "100m")).await;
+    eventually("p2 bound by the new leader", wait, || node_of(&server, "p2")).await;
+    second.abort();
+}
