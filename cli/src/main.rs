@@ -31,6 +31,7 @@ mod get;
 mod kubeconfig;
 mod logs;
 mod manifests;
+mod migrate;
 mod node;
 mod nodes;
 mod peers;
@@ -62,6 +63,9 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server over an embedded store.
     Server(server::ServerArgs),
+    /// Copy a single-machine cluster (a server's data dir on sled) into etcd, for
+    /// servers on `--etcd`.
+    Migrate(migrate::MigrateArgs),
     /// Run the controllers alone, against a server (leader-elected).
     ControllerManager(controller_manager::ControllerManagerArgs),
     /// Mark a node unschedulable.
@@ -168,6 +172,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Server(args) => server::run(args).await.map(|()| 0),
+        Command::Migrate(args) => migrate::run(args).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
         Command::Node(args) => node::run(args).await.map(|()| 0),
         Command::ControllerManager(args) => controller_manager::run(args).await.map(|()| 0),

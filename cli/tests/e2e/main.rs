@@ -8,6 +8,8 @@ mod etcd;
 mod jobs;
 mod kubectl;
 mod kubectl_port_forward;
+#[cfg(feature = "etcd")]
+mod migrate;
 mod network;
 mod pods;
 mod probes;
