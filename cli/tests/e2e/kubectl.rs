@@ -83,20 +83,20 @@ fn install_venv(root: &Path, venv: &Path) {
 }
 
 /// kubectl, pointed at one server by its kubeconfig, with a discovery cache of its own.
-struct Kubectl {
+pub(crate) struct Kubectl {
     kubeconfig: PathBuf,
     cache: PathBuf,
 }
 
 impl Kubectl {
-    fn new(server: &Server, dir: &Path) -> Kubectl {
+    pub(crate) fn new(server: &Server, dir: &Path) -> Kubectl {
         Kubectl {
             kubeconfig: server.data_dir.join("kubeconfig"),
             cache: dir.join("kube-cache"),
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(venv().join("bin/kubectl"));
         command
             .args(args)
@@ -105,12 +105,12 @@ impl Kubectl {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run kubectl")
     }
 
     /// Runs kubectl, fails the test if it fails, and returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -121,7 +121,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl with `input` on its standard input.
-    fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+    pub(crate) fn run_with_input(&self, args: &[&str], input: &str) -> Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -134,7 +134,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl with `input` on its standard input; returns its standard output.
-    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+    pub(crate) fn ok_with_input(&self, args: &[&str], input: &str) -> String {
         let out = self.run_with_input(args, input);
         assert!(
             out.status.success(),
@@ -145,7 +145,7 @@ impl Kubectl {
     }
 
     /// Runs kubectl, fails the test if it succeeds, and returns its standard error.
-    fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             !out.status.success(),
@@ -156,7 +156,7 @@ impl Kubectl {
     }
 
     /// Waits until `kubectl ARGS` prints `expected`.
-    fn wait_for_output(&self, args: &[&str], expected: &str) {
+    pub(crate) fn wait_for_output(&self, args: &[&str], expected: &str) {
         let mut last = String::new();
         let start = Instant::now();
         while last != expected {
@@ -172,7 +172,7 @@ impl Kubectl {
 
 /// The cells of each line of a kubectl table; columns are set apart by three spaces or
 /// more, so single spaces stay inside a cell (`NOMINATED NODE`, `3 (5m ago)`).
-fn table(text: &str) -> Vec<Vec<String>> {
+pub(crate) fn table(text: &str) -> Vec<Vec<String>> {
     text.lines()
         .map(|line| {
             line.split("  ")
@@ -185,7 +185,7 @@ fn table(text: &str) -> Vec<Vec<String>> {
 }
 
 /// A table's header and rows, failing unless the header is `header`.
-fn rows(text: &str, header: &[&str]) -> Vec<Vec<String>> {
+pub(crate) fn rows(text: &str, header: &[&str]) -> Vec<Vec<String>> {
     let mut lines = table(text);
     assert!(!lines.is_empty(), "no table: {text:?}");
     assert_eq!(lines.remove(0), header, "{text}");
@@ -193,16 +193,16 @@ fn rows(text: &str, header: &[&str]) -> Vec<Vec<String>> {
 }
 
 /// Whether a cell is an age as kubectl prints them: `45s`, `5m30s`, `3h`.
-fn is_age(cell: &str) -> bool {
+pub(crate) fn is_age(cell: &str) -> bool {
     cell.ends_with(['s', 'm', 'h', 'd', 'y']) && cell.starts_with(|c: char| c.is_ascii_digit())
 }
 
-fn ticker() -> String {
+pub(crate) fn ticker() -> String {
     format!("file:{}", skiff_samples::TICKER)
 }
 
 /// Starts a server with its embedded node `node-0`, and kubectl for it once the node is Ready.
-fn cluster(dir: &Path) -> (Server, Kubectl) {
+pub(crate) fn cluster(dir: &Path) -> (Server, Kubectl) {
     let server = Server::start_with(&dir.join("server"), &["--name", "node-0"]);
     let kubectl = Kubectl::new(&server, dir);
     kubectl.wait_for_output(

@@ -8,6 +8,7 @@ mod etcd;
 mod jobs;
 mod kubectl;
 mod kubectl_port_forward;
+mod kubectl_workloads;
 #[cfg(feature = "etcd")]
 mod migrate;
 mod network;
