@@ -20,24 +20,41 @@
 //! revision `r` itself, but without the value before it, which filtered watches need.
 //! etcd does not tell its compaction revision directly; a read at a revision below it
 //! fails, and [`Store::compacted_revision`] searches for it that way.
+//!
+//! Losing a member: the store talks to every client URL it was given through one
+//! etcd-client `Client`, whose tonic channel spreads requests over the endpoints (power of
+//! two choices, every endpoint equally loaded) and never drops one: a dead member stays in
+//! the set, and a request sent its way fails on connecting (connection refused) and again
+//! tries to connect the next time. So the store sends requests again, with a short
+//! back-off, for at most [`RETRY_DEADLINE`]: reads, compaction and opening a watch after
+//! any failure to reach etcd (or a member without a leader); writes only where etcd cannot
+//! have received them, because the connection was refused or a member without a leader
+//! turned the request away. A write lost on the way, its outcome unknown, fails naming
+//! the endpoints; the next one goes through the members left. A watch whose etcd stream
+//! fails or ends opens it again, through another member, from the revision after the last
+//! event it delivered, so its events stay complete, in order and each delivered once; it
+//! fails once no member took it back within [`RETRY_DEADLINE`], or with `Compacted` if
+//! that history is gone meanwhile.
 
 use std::collections::VecDeque;
 use std::fmt::Display;
-use std::fs::File;
+use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse,
+    KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
+use tokio::time::Instant;
 
 use super::{
     Event, EventKind, KeyValue, ListOptions, ListResult, Revision, Store, StoreError, WatchStream,
@@ -61,6 +78,14 @@ const LIST_PAGE: usize = 500;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Times a listing starts again when a compaction overtakes it between two pages.
 const LIST_RETRIES: usize = 3;
+/// How long a request is sent again after failures to reach etcd, and how long a failed
+/// watch tries to open again: long enough for etcd to elect a new leader when one dies
+/// (one to two seconds with its default election timeout) and for the client to find the
+/// members left, short enough that callers hear of an etcd that is really gone.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(10);
+/// The first pause between two tries; it doubles up to `RETRY_BACKOFF_MAX`.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(25);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The etcd-backed [`Store`]; cheap to share, every request goes to the etcd cluster.
 pub struct EtcdStore {
@@ -113,7 +138,10 @@ impl EtcdStore {
             }),
         };
         // Fail now, naming etcd, rather than at the first request.
-        store.shared.current_revision().await?;
+        store
+            .shared
+            .current_revision(Instant::now() + RETRY_DEADLINE)
+            .await?;
         Ok(store)
     }
 
@@ -175,11 +203,64 @@ impl Shared {
         })
     }
 
-    async fn current_revision(&self) -> Result<Revision, StoreError> {
+    /// Sends `send`'s request until it succeeds, fails in a way `resend` does not send
+    /// again after, or `deadline` passes; pauses between tries, doubling from
+    /// `RETRY_BACKOFF_MIN`. The balanced channel picks a member for every try, so a try
+    /// after a dead member's refusal most likely reaches a live one.
+    async fn with_retries<T, F>(
+        &self,
+        resend: Resend,
+        deadline: Instant,
+        mut send: impl FnMut() -> F,
+    ) -> Result<T, etcd_client::Error>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut pause = RETRY_BACKOFF_MIN;
+        loop {
+            let error = match send().await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            let again = match resend {
+                Resend::Always => is_transient(&error),
+                Resend::IfUnsent => is_unsent(&error),
+            };
+            let now = Instant::now();
+            if !again || now >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(
+                endpoints = %self.endpoints,
+                error = %describe(&error),
+                "an etcd request failed; sending it again"
+            );
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(RETRY_BACKOFF_MAX);
+        }
+    }
+
+    /// A read, sent again after transport failures until `deadline`.
+    async fn get(
+        &self,
+        key: Vec<u8>,
+        options: GetOptions,
+        deadline: Instant,
+    ) -> Result<GetResponse, etcd_client::Error> {
+        self.with_retries(Resend::Always, deadline, || {
+            let (mut kv, key, options) = (self.kv.clone(), key.clone(), options.clone());
+            async move { kv.get(key, Some(options)).await }
+        })
+        .await
+    }
+
+    async fn current_revision(&self, deadline: Instant) -> Result<Revision, StoreError> {
         let answer = self
-            .kv
-            .clone()
-            .get(self.probe_key(), Some(GetOptions::new().with_count_only()))
+            .get(
+                self.probe_key(),
+                GetOptions::new().with_count_only(),
+                deadline,
+            )
             .await
             .map_err(|e| self.failed("reading the current revision", e))?;
         self.header_revision(answer.header())
@@ -198,11 +279,11 @@ impl Shared {
     }
 
     /// Whether etcd still has its history at `at`: false below its compaction revision.
-    async fn readable_at(&self, at: Revision) -> Result<bool, StoreError> {
+    async fn readable_at(&self, at: Revision, deadline: Instant) -> Result<bool, StoreError> {
         let options = GetOptions::new()
             .with_revision(etcd_revision(at))
             .with_count_only();
-        match self.kv.clone().get(self.probe_key(), Some(options)).await {
+        match self.get(self.probe_key(), options, deadline).await {
             Ok(_) => Ok(true),
             Err(error) if is_compacted(&error) => Ok(false),
             // Newer than anything written: nothing of it can be compacted.
@@ -215,18 +296,18 @@ impl Shared {
         self.compacted.fetch_max(revision, Ordering::SeqCst);
     }
 
-    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+    async fn compacted_revision(&self, deadline: Instant) -> Result<Revision, StoreError> {
         let known = self.compacted.load(Ordering::SeqCst);
         // etcd's revisions start at 1, which holds no change: reads at 1 work before and
         // after a compaction at 1 alike, and both are "nothing compacted" to a watch.
-        if self.readable_at(known.max(1)).await? {
+        if self.readable_at(known.max(1), deadline).await? {
             return Ok(known);
         }
         // Compacted past what we knew: the first readable revision, by bisection.
-        let (mut low, mut high) = (known.max(1) + 1, self.current_revision().await?);
+        let (mut low, mut high) = (known.max(1) + 1, self.current_revision(deadline).await?);
         while low < high {
             let middle = low + (high - low) / 2;
-            if self.readable_at(middle).await? {
+            if self.readable_at(middle, deadline).await? {
                 high = middle;
             } else {
                 low = middle + 1;
@@ -237,7 +318,8 @@ impl Shared {
     }
 
     /// One transaction on `key` (`etcd_key` in etcd): `compares` hold → `then`, else
-    /// a read of the key. `verb` names the step in errors.
+    /// a read of the key. `verb` names the step in errors. Sent again only where etcd
+    /// cannot have received it: a write that may have happened is never made twice.
     async fn txn(
         &self,
         verb: &str,
@@ -250,7 +332,12 @@ impl Shared {
             .when(compares)
             .and_then(vec![then])
             .or_else(vec![TxnOp::get(etcd_key.to_vec(), None)]);
-        self.kv.clone().txn(txn).await.map_err(|e| match &e {
+        let deadline = Instant::now() + RETRY_DEADLINE;
+        let sent = self.with_retries(Resend::IfUnsent, deadline, || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        });
+        sent.await.map_err(|e| match &e {
             // etcd's own limit, or its gRPC server's (2 MiB) before it.
             etcd_client::Error::GRpcStatus(status)
                 if status.message().contains("request is too large")
@@ -305,7 +392,7 @@ impl Shared {
         limit: Option<usize>,
     ) -> Result<(Vec<etcd_client::KeyValue>, bool, Revision), etcd_client::Error> {
         let limit = limit.unwrap_or(usize::MAX);
-        let mut kv = self.kv.clone();
+        let deadline = Instant::now() + RETRY_DEADLINE;
         let mut items = Vec::new();
         let mut from = start.to_vec();
         // The revision of the first page, at which every later page is read.
@@ -322,7 +409,7 @@ impl Shared {
             if let Some(snapshot) = snapshot {
                 options = options.with_revision(snapshot);
             }
-            let mut answer = kv.get(from.clone(), Some(options)).await?;
+            let mut answer = self.get(from.clone(), options, deadline).await?;
             let now = answer.header().map(|h| h.revision()).unwrap_or_default();
             let at = *snapshot.get_or_insert(now);
             let more = answer.more();
@@ -379,16 +466,64 @@ impl Shared {
             }
         })
     }
+
+    /// Opens etcd's watch of the store keys under `prefix` from the revision after
+    /// `after`, trying members until `deadline`; `Compacted` if that history is gone.
+    async fn open_watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+        deadline: Instant,
+    ) -> Result<etcd_client::WatchStream, StoreError> {
+        let (start, end) = self.etcd_range(prefix)?;
+        // Refuse compacted history now, as the trait promises; a compaction between this
+        // check and the watch's start is reported by the watch itself.
+        if !self.readable_at(after.max(1), deadline).await? {
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: self.compacted_revision(deadline).await?,
+            });
+        }
+        let options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(etcd_revision(after.saturating_add(1)))
+            .with_prev_key()
+            // Large batches of old events come in several messages, not one huge one.
+            .with_fragment();
+        self.with_retries(Resend::Always, deadline, || {
+            let (mut watch, start, options) = (self.watch.clone(), start.clone(), options.clone());
+            async move { watch.watch(start, Some(options)).await }
+        })
+        .await
+        .map_err(|e| {
+            self.failed(
+                format_args!(
+                    "watching {prefix} from revision {}",
+                    after.saturating_add(1)
+                ),
+                e,
+            )
+        })
+    }
+}
+
+/// Which failed requests are sent again: see the module docs.
+#[derive(Clone, Copy, Debug)]
+enum Resend {
+    /// Reads, compaction, opening a watch: whatever happened to the first, a second
+    /// changes nothing more. After any failure to reach etcd or to get its answer.
+    Always,
+    /// Writes: only when etcd cannot have received the first.
+    IfUnsent,
 }
 
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let shared = &self.shared;
+        let deadline = Instant::now() + RETRY_DEADLINE;
         let mut answer = shared
-            .kv
-            .clone()
-            .get(shared.etcd_key(key)?, None)
+            .get(shared.etcd_key(key)?, GetOptions::new(), deadline)
             .await
             .map_err(|e| shared.failed(format_args!("reading {key}"), e))?;
         answer
@@ -542,34 +677,18 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
         let shared = &self.shared;
-        let (start, end) = shared.etcd_range(prefix)?;
-        // Refuse compacted history now, as the trait promises; a compaction between this
-        // check and the watch's start is reported by the watch itself.
-        if !shared.readable_at(after.max(1)).await? {
-            return Err(StoreError::Compacted {
-                requested: after,
-                compacted: shared.compacted_revision().await?,
-            });
-        }
-        let options = WatchOptions::new()
-            .with_range(end)
-            .with_start_revision(etcd_revision(after.saturating_add(1)))
-            .with_prev_key()
-            // Large batches of old events come in several messages, not one huge one.
-            .with_fragment();
         let stream = shared
-            .watch
-            .clone()
-            .watch(start, Some(options))
-            .await
-            .map_err(|e| shared.failed(format_args!("watching {prefix}"), e))?;
+            .open_watch(prefix, after, Instant::now() + RETRY_DEADLINE)
+            .await?;
         let watcher = Watcher {
             shared: shared.clone(),
             prefix: prefix.to_string(),
-            stream,
+            stream: Some(stream),
             after,
             pending: VecDeque::new(),
             ended: false,
+            failing_since: None,
+            reopen_pause: RETRY_BACKOFF_MIN,
         };
         Ok(Box::pin(futures::stream::unfold(
             watcher,
@@ -582,16 +701,18 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         let shared = &self.shared;
-        let revision = revision.min(shared.current_revision().await?);
+        let deadline = Instant::now() + RETRY_DEADLINE;
+        let revision = revision.min(shared.current_revision(deadline).await?);
         if revision == 0 || revision <= shared.compacted.load(Ordering::SeqCst) {
             return Ok(());
         }
-        match shared
-            .kv
-            .clone()
-            .compact(etcd_revision(revision), None)
-            .await
-        {
+        // Sent again like a read: a compaction that happened answers the next try with
+        // "compacted", which is success here.
+        let compaction = shared.with_retries(Resend::Always, deadline, || {
+            let mut kv = shared.kv.clone();
+            async move { kv.compact(etcd_revision(revision), None).await }
+        });
+        match compaction.await {
             Ok(_) => {}
             // Another API server compacted as far or further.
             Err(error) if is_compacted(&error) => {}
@@ -605,25 +726,37 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        self.shared.current_revision().await
+        self.shared
+            .current_revision(Instant::now() + RETRY_DEADLINE)
+            .await
     }
 
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {
-        self.shared.compacted_revision().await
+        self.shared
+            .compacted_revision(Instant::now() + RETRY_DEADLINE)
+            .await
     }
 }
 
-/// One watch: the events of etcd's watch responses, one at a time.
+/// One watch: the events of etcd's watch responses, one at a time, across as many of
+/// etcd's watches as it takes when members fail.
 struct Watcher {
     shared: Arc<Shared>,
     prefix: String,
-    stream: etcd_client::WatchStream,
-    /// The revision of the last event taken from etcd.
+    /// etcd's watch; `None` after it failed, until it is open again.
+    stream: Option<etcd_client::WatchStream>,
+    /// The revision of the last event taken from etcd: a new etcd watch starts after it.
     after: Revision,
     /// Taken from etcd, not yet delivered; an error ends the watch once delivered.
     pending: VecDeque<Result<Event, StoreError>>,
     /// No more is read from etcd.
     ended: bool,
+    /// When etcd's watch failed with no answer from a new one since: reopening gives up
+    /// `RETRY_DEADLINE` after it.
+    failing_since: Option<Instant>,
+    /// The pause before the next reopening; it doubles with each one and is reset by
+    /// events, so a watch that etcd keeps closing does not spin.
+    reopen_pause: Duration,
 }
 
 impl Watcher {
@@ -643,24 +776,33 @@ impl Watcher {
         }
     }
 
-    /// Reads one watch response from etcd into `pending`.
+    /// Reads one watch response from etcd into `pending`, or opens etcd's watch again.
     async fn receive(&mut self) {
-        let shared = &self.shared;
-        let response = match self.stream.message().await {
+        let Some(stream) = self.stream.as_mut() else {
+            self.reopen().await;
+            return;
+        };
+        let response = match stream.message().await {
             Ok(Some(response)) => response,
-            Ok(None) => {
-                self.pending.push_back(Err(StoreError::Backend(format!(
-                    "etcd at {}: the watch of {} was closed",
-                    shared.endpoints, self.prefix
-                ))));
-                return;
-            }
+            // A member's death, or its loss of the leader (with the require-leader option
+            // etcd ends the watches of a member without one): where the cause is lasting,
+            // opening again fails with it.
+            Ok(None) => return self.lost(&"closed by etcd"),
+            Err(error) if is_transient(&error) => return self.lost(&describe(&error)),
+            // Such as an answer too large to take: it would come again.
             Err(error) => {
-                let error = shared.failed(format_args!("watching {}", self.prefix), error);
+                let error = self
+                    .shared
+                    .failed(format_args!("watching {}", self.prefix), error);
                 self.pending.push_back(Err(error));
                 return;
             }
         };
+        self.failing_since = None;
+        if !response.events().is_empty() {
+            self.reopen_pause = RETRY_BACKOFF_MIN;
+        }
+        let shared = &self.shared;
         if response.compact_revision() > 0 {
             let compacted = revision(response.compact_revision());
             shared.learn_compacted(compacted);
@@ -691,7 +833,8 @@ impl Watcher {
                 Ok(None) => {
                     // The value before this change is compacted away: the watcher must
                     // start again from a listing, as after any compaction.
-                    let compacted = match shared.compacted_revision().await {
+                    let deadline = Instant::now() + RETRY_DEADLINE;
+                    let compacted = match shared.compacted_revision(deadline).await {
                         Ok(compacted) => compacted,
                         Err(error) => {
                             self.pending.push_back(Err(error));
@@ -709,6 +852,34 @@ impl Watcher {
                     return;
                 }
             }
+        }
+    }
+
+    /// etcd's watch failed or ended: the next `receive` opens it again.
+    fn lost(&mut self, why: &dyn Display) {
+        tracing::info!(
+            endpoints = %self.shared.endpoints,
+            prefix = %self.prefix,
+            after = self.after,
+            "etcd's watch failed ({why}); opening it again"
+        );
+        self.stream = None;
+        self.failing_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Opens etcd's watch again after the last event taken, trying members until
+    /// `RETRY_DEADLINE` after it first failed; an error ends the watch.
+    async fn reopen(&mut self) {
+        tokio::time::sleep(self.reopen_pause).await;
+        self.reopen_pause = (self.reopen_pause * 2).min(RETRY_BACKOFF_MAX);
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        match self
+            .shared
+            .open_watch(&self.prefix, self.after, since + RETRY_DEADLINE)
+            .await
+        {
+            Ok(stream) => self.stream = Some(stream),
+            Err(error) => self.pending.push_back(Err(error)),
         }
     }
 }
@@ -732,6 +903,71 @@ fn describe(error: &etcd_client::Error) -> String {
         text = format!("{text}: {root}");
     }
     text
+}
+
+/// gRPC's status codes that matter here, by their numbers in the gRPC spec (etcd-client
+/// does not re-export tonic's `Code`).
+mod grpc {
+    pub const CANCELLED: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+/// A failure that another try, maybe through another member, may not have: etcd not
+/// reached, its answer lost, a member without a leader, etcd's own time-out.
+fn is_transient(error: &etcd_client::Error) -> bool {
+    use etcd_client::Error;
+    match error {
+        Error::TransportError(_) | Error::IoError(_) => true,
+        Error::GRpcStatus(status) => matches!(
+            status.code() as i32,
+            // Connections refused or lost, HTTP/2 errors, members without a leader,
+            // etcd's "request timed out"; not its refusals of the request itself.
+            grpc::UNAVAILABLE
+                | grpc::UNKNOWN
+                | grpc::INTERNAL
+                | grpc::CANCELLED
+                | grpc::DEADLINE_EXCEEDED
+        ),
+        _ => false,
+    }
+}
+
+/// A failure of a request that etcd cannot have received: connecting to the member
+/// failed (refused, reset, timed out: tonic reports these as `Unavailable` with
+/// hyper-util's "tcp connect error"; a refusal shows only when connecting); hyper
+/// cancelled the request before handing it to HTTP/2 (its HTTP/2 client cancels only
+/// requests it never sent: "connection closed", "connection was not ready"); or the
+/// member turned it away before handling it because it has no leader (etcd's
+/// require-leader check comes before anything else). Any other failure, a connection
+/// lost mid-request included, may come after etcd applied a write.
+fn is_unsent(error: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = error else {
+        return false;
+    };
+    let code = status.code() as i32;
+    if code == grpc::UNAVAILABLE
+        && (status.message() == "etcdserver: no leader"
+            || status.message().starts_with("tcp connect error"))
+    {
+        return true;
+    }
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let refused = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+        let never_sent = error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled);
+        if refused || never_sent {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// etcd's answer to a read or compaction below its compaction revision.
@@ -772,17 +1008,11 @@ fn range_end(prefix: &[u8]) -> Vec<u8> {
 /// directory the caller owns. Killed, by its pid, when dropped (a process that is itself
 /// killed with SIGKILL leaves it running).
 pub struct LocalEtcd {
-    child: Child,
+    cluster: LocalEtcdCluster,
     url: String,
-    log: PathBuf,
 }
 
 impl LocalEtcd {
-    /// How long a new etcd has to answer its health check.
-    const START_DEADLINE: Duration = Duration::from_secs(30);
-    /// Tries with new ports when another process took one between our pick and etcd's bind.
-    const START_TRIES: usize = 5;
-
     /// Starts `etcd` from PATH with its data in `dir`, and waits until it is healthy.
     pub fn start(dir: &Path) -> Result<LocalEtcd, StoreError> {
         Self::start_binary(Path::new("etcd"), dir)
@@ -790,50 +1020,103 @@ impl LocalEtcd {
 
     /// Starts the etcd binary at `binary` (a path, or a name looked up in PATH).
     pub fn start_binary(binary: &Path, dir: &Path) -> Result<LocalEtcd, StoreError> {
-        let io = |step: &str, e: std::io::Error| StoreError::Backend(format!("{step}: {e}"));
-        std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
+        let cluster = LocalEtcdCluster::start_binary(binary, dir, 1)?;
+        let url = cluster.url(0);
+        Ok(LocalEtcd { cluster, url })
+    }
+
+    /// Its client URL, such as `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.cluster.pid(0).expect("a LocalEtcd runs until dropped")
+    }
+}
+
+/// A throwaway etcd cluster of one or more members on free loopback ports, for tests of
+/// what the store does when members die: like [`LocalEtcd`], and each member can be
+/// killed (SIGKILL) and started again on its data and ports. Every member still running
+/// is killed, by its pid, when dropped.
+pub struct LocalEtcdCluster {
+    binary: PathBuf,
+    members: Vec<LocalMember>,
+}
+
+/// One member of a [`LocalEtcdCluster`].
+struct LocalMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data: PathBuf,
+    /// etcd's log, appended to by every start of the member.
+    log: PathBuf,
+    /// The process, while it runs.
+    child: Option<Child>,
+}
+
+impl LocalMember {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+impl LocalEtcdCluster {
+    /// How long a cluster, or a member started again, has to become healthy.
+    const START_DEADLINE: Duration = Duration::from_secs(30);
+    /// Tries with new ports when another process took one between our pick and etcd's bind.
+    const START_TRIES: usize = 5;
+
+    /// Starts `size` members of `etcd` from PATH with their data in `dir`, and waits until
+    /// every one is healthy (has a leader and answers a quorum read).
+    pub fn start(dir: &Path, size: usize) -> Result<LocalEtcdCluster, StoreError> {
+        Self::start_binary(Path::new("etcd"), dir, size)
+    }
+
+    /// Starts the etcd binary at `binary` (a path, or a name looked up in PATH).
+    pub fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        size: usize,
+    ) -> Result<LocalEtcdCluster, StoreError> {
+        if size == 0 {
+            return Err(StoreError::Backend("an etcd cluster needs a member".into()));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_failed(format_args!("creating {}", dir.display()), e))?;
         let mut last_failure = String::new();
         for attempt in 0..Self::START_TRIES {
-            let (client, peer) = (free_port()?, free_port()?);
-            let data = dir.join(format!("etcd-{attempt}"));
-            let log = dir.join(format!("etcd-{attempt}.log"));
-            let log_file =
-                File::create(&log).map_err(|e| io(&format!("creating {}", log.display()), e))?;
-            let url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
-            let child = Command::new(binary)
-                .arg("--name=local")
-                .arg(format!("--data-dir={}", data.display()))
-                .arg(format!("--listen-client-urls={url}"))
-                .arg(format!("--advertise-client-urls={url}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster=local={peer_url}"))
-                .args(["--logger=zap", "--log-level=warn"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => StoreError::Backend(format!(
-                        "the etcd binary {} was not found: install it with \
-                         `apt-get install etcd-server` (Debian's package; .ci/run installs it)",
-                        binary.display()
-                    )),
-                    _ => io(&format!("starting {}", binary.display()), e),
-                })?;
-            let mut etcd = LocalEtcd { child, url, log };
-            match etcd.wait_healthy(client) {
-                Ok(()) => return Ok(etcd),
+            let ports = free_ports(2 * size)?;
+            let members = (0..size)
+                .map(|i| LocalMember {
+                    name: format!("m{i}"),
+                    client_port: ports[2 * i],
+                    peer_port: ports[2 * i + 1],
+                    data: dir.join(format!("etcd-{attempt}-m{i}")),
+                    log: dir.join(format!("etcd-{attempt}-m{i}.log")),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = LocalEtcdCluster {
+                binary: binary.to_path_buf(),
+                members,
+            };
+            for i in 0..size {
+                cluster.spawn(i, "new")?;
+            }
+            match cluster.wait_healthy() {
+                Ok(()) => return Ok(cluster),
                 Err(failure) => {
-                    let log = std::fs::read_to_string(&etcd.log).unwrap_or_default();
-                    last_failure = format!(
-                        "{failure}; the end of its log ({}):\n{}",
-                        etcd.log.display(),
-                        tail(&log, 2000)
-                    );
-                    drop(etcd);
-                    if !log.contains("address already in use") {
+                    last_failure = format!("{failure}{}", cluster.logs());
+                    let port_taken = last_failure.contains("address already in use");
+                    drop(cluster);
+                    if !port_taken {
                         break;
                     }
                 }
@@ -845,44 +1128,165 @@ impl LocalEtcd {
         )))
     }
 
-    /// Its client URL, such as `http://127.0.0.1:40123`.
-    pub fn url(&self) -> &str {
-        &self.url
+    /// Every member's client URL, in member order: what the store connects to.
+    pub fn urls(&self) -> Vec<String> {
+        self.members.iter().map(LocalMember::url).collect()
     }
 
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Member `i`'s client URL, such as `http://127.0.0.1:40123`.
+    pub fn url(&self, i: usize) -> String {
+        self.members[i].url()
     }
 
-    /// Polls etcd's `/health` until it says so; fails if the process exits first or the
-    /// deadline passes. Nothing could wake us instead: etcd is another process.
-    fn wait_healthy(&mut self, port: u16) -> Result<(), String> {
-        let deadline = Instant::now() + Self::START_DEADLINE;
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    /// Member `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
+    /// Kills member `i` with SIGKILL, as a crash would, and reaps it. Its data and ports
+    /// stay for [`LocalEtcdCluster::restart`]. Nothing happens if it is not running.
+    pub fn kill(&mut self, i: usize) -> Result<(), StoreError> {
+        let member = &mut self.members[i];
+        if let Some(mut child) = member.child.take() {
+            // `Child::kill` is SIGKILL on unix, sent to this pid.
+            child
+                .kill()
+                .and_then(|()| child.wait().map(drop))
+                .map_err(|e| io_failed(format_args!("killing etcd member {}", member.name), e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `i` again after [`LocalEtcdCluster::kill`], on its data and ports,
+    /// and waits until every running member is healthy.
+    pub fn restart(&mut self, i: usize) -> Result<(), StoreError> {
+        if self.members[i].child.is_some() {
+            return Err(StoreError::Backend(format!(
+                "etcd member {} is running",
+                self.members[i].name
+            )));
+        }
+        self.spawn(i, "existing")?;
+        self.wait_healthy().map_err(|failure| {
+            StoreError::Backend(format!(
+                "etcd member {} did not come back: {failure}{}",
+                self.members[i].name,
+                self.logs()
+            ))
+        })
+    }
+
+    /// Starts member `i`'s process; `state` is etcd's `--initial-cluster-state`.
+    fn spawn(&mut self, i: usize, state: &str) -> Result<(), StoreError> {
+        let initial_cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let binary = &self.binary;
+        let member = &mut self.members[i];
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .map_err(|e| io_failed(format_args!("opening {}", member.log.display()), e))?;
+        let (url, peer_url) = (member.url(), member.peer_url());
+        let child = Command::new(binary)
+            .arg(format!("--name={}", member.name))
+            .arg(format!("--data-dir={}", member.data.display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
+            .arg(format!("--initial-cluster-state={state}"))
+            .args(["--logger=zap", "--log-level=warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StoreError::Backend(format!(
+                    "the etcd binary {} was not found: install it with \
+                     `apt-get install etcd-server` (Debian's package; .ci/run installs it)",
+                    binary.display()
+                )),
+                _ => io_failed(format_args!("starting {}", binary.display()), e),
+            })?;
+        member.child = Some(child);
+        Ok(())
+    }
+
+    /// Polls each running member's `/health` until all say so; fails if a process exits
+    /// first or the deadline passes. Nothing could wake us instead: etcd is another process.
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + Self::START_DEADLINE;
+        let mut healthy = vec![false; self.members.len()];
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("etcd exited ({status})"));
+            for (member, healthy) in self.members.iter_mut().zip(&mut healthy) {
+                let Some(child) = member.child.as_mut() else {
+                    *healthy = true;
+                    continue;
+                };
+                if let Ok(Some(status)) = child.try_wait() {
+                    member.child = None;
+                    return Err(format!("etcd member {} exited ({status})", member.name));
+                }
+                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, member.client_port));
+                *healthy = *healthy
+                    || health(address).is_some_and(|body| body.contains(r#""health":"true""#));
             }
-            if health(address).is_some_and(|body| body.contains(r#""health":"true""#)) {
+            if healthy.iter().all(|h| *h) {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if std::time::Instant::now() > deadline {
+                let names: Vec<_> = self
+                    .members
+                    .iter()
+                    .zip(&healthy)
+                    .filter(|(_, healthy)| !**healthy)
+                    .map(|(member, _)| member.name.as_str())
+                    .collect();
                 return Err(format!(
-                    "etcd was not healthy within {:?}",
+                    "etcd members {} were not healthy within {:?}",
+                    names.join(", "),
                     Self::START_DEADLINE
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// The end of every member's log, for an error message.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for member in &self.members {
+            let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+            text.push_str(&format!(
+                "\nthe end of member {}'s log ({}):\n{}",
+                member.name,
+                member.log.display(),
+                tail(&log, 2000)
+            ));
+        }
+        text
+    }
 }
 
-impl Drop for LocalEtcd {
+impl Drop for LocalEtcdCluster {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for member in &mut self.members {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
+}
+
+fn io_failed(step: impl Display, error: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{step}: {error}"))
 }
 
 /// The body of etcd's `GET /health` at `address`, if it answered.
@@ -897,12 +1301,18 @@ fn health(address: SocketAddr) -> Option<String> {
     Some(answer)
 }
 
-/// A loopback port free now; the caller binds it soon after (and retries if it lost it).
-fn free_port() -> Result<u16, StoreError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|e| StoreError::Backend(format!("finding a free loopback port: {e}")))
+/// `count` different loopback ports free now; the caller binds them soon after (and
+/// retries if it lost one). All are held until all are found, so none comes twice.
+fn free_ports(count: usize) -> Result<Vec<u16>, StoreError> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| io_failed("finding free loopback ports", e))?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| address.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| io_failed("finding free loopback ports", e))
 }
 
 fn tail(text: &str, max: usize) -> &str {
