@@ -5,6 +5,8 @@ mod cluster;
 mod durability;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod ha;
 mod jobs;
 mod kubectl;
 mod kubectl_port_forward;
