@@ -62,7 +62,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane: API server over an embedded store.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Copy a single-machine cluster (a server's data dir on sled) into etcd, for
     /// servers on `--etcd`.
     Migrate(migrate::MigrateArgs),
@@ -171,7 +171,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Server(args) => server::run(args).await.map(|()| 0),
+        Command::Server(args) => server::run(*args).await.map(|()| 0),
         Command::Migrate(args) => migrate::run(args).await.map(|()| 0),
         Command::Bench(args) => bench::run(args).await.map(|()| 0),
         Command::Node(args) => node::run(args).await.map(|()| 0),

@@ -47,6 +47,8 @@ pub struct MigrateArgs {
     /// `--etcd-prefix` the servers on etcd will be started with.
     #[arg(long, value_name = "PREFIX", default_value = "/skiff")]
     pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd_tls: crate::server::EtcdTlsArgs,
 }
 
 /// Keys read from a store at once.
@@ -192,7 +194,8 @@ impl Source {
 #[cfg(feature = "etcd")]
 async fn connect(args: &MigrateArgs) -> Result<Box<dyn Store>> {
     use skiff_control_plane::store::etcd::EtcdStore;
-    let store = EtcdStore::connect(&args.to_etcd, &args.etcd_prefix)
+    let tls = args.etcd_tls.load()?;
+    let store = EtcdStore::connect_with(&args.to_etcd, &args.etcd_prefix, tls.as_ref())
         .await
         .context("--to-etcd: connecting to etcd")?;
     Ok(Box::new(store))
@@ -559,6 +562,7 @@ mod tests {
             from_sled: "old".into(),
             to_etcd: vec!["http://etcd:2379".into()],
             etcd_prefix: "/skiff".into(),
+            etcd_tls: Default::default(),
         };
         ensure_empty(&target, &args).await.unwrap();
         target

@@ -39,6 +39,8 @@ pub struct ServerArgs {
         requires = "etcd"
     )]
     pub etcd_prefix: String,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
     /// Address the API server listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
@@ -387,7 +389,8 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
 #[cfg(feature = "etcd")]
 async fn open_etcd(args: &ServerArgs) -> Result<Arc<dyn Store>> {
     use skiff_control_plane::store::etcd::EtcdStore;
-    let store = EtcdStore::connect(&args.etcd, &args.etcd_prefix)
+    let tls = args.etcd_tls.load()?;
+    let store = EtcdStore::connect_with(&args.etcd, &args.etcd_prefix, tls.as_ref())
         .await
         .context("--etcd: connecting to the store")?;
     tracing::info!(endpoints = %args.etcd.join(","), prefix = %store.prefix(), "store: etcd");
@@ -400,6 +403,49 @@ async fn open_etcd(_: &ServerArgs) -> Result<Arc<dyn Store>> {
         "--etcd: this skiff was built without the etcd store; build it with \
          `cargo build --release -p skiff --features etcd` (which needs protoc)"
     )
+}
+
+/// How `skiff server` and `skiff migrate` reach an etcd served over TLS: kube-apiserver's
+/// flags. An etcd reachable beyond loopback must be served so, and require client
+/// certificates: whoever can write to it owns the cluster.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct EtcdTlsArgs {
+    /// The CA (PEM) that signs etcd's serving certificates; `https://` etcd URLs need it.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// The client certificate (PEM) presented to etcd, for its `--client-cert-auth`.
+    #[arg(long, value_name = "FILE", requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// The key (PEM) of --etcd-certfile.
+    #[arg(long, value_name = "FILE", requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
+}
+
+impl EtcdTlsArgs {
+    /// The TLS settings the flags give, if any; fails naming the flag whose file is
+    /// missing, or a client certificate given without the CA.
+    #[cfg(feature = "etcd")]
+    pub fn load(&self) -> Result<Option<skiff_control_plane::store::etcd::EtcdTls>> {
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).with_context(|| format!("--{flag}: reading {}", path.display()))
+        };
+        let Some(ca) = &self.etcd_cafile else {
+            if self.etcd_certfile.is_some() {
+                anyhow::bail!("--etcd-certfile: give --etcd-cafile too (etcd over TLS)");
+            }
+            return Ok(None);
+        };
+        let identity = match (&self.etcd_certfile, &self.etcd_keyfile) {
+            (Some(cert), Some(key)) => {
+                Some((read("etcd-certfile", cert)?, read("etcd-keyfile", key)?))
+            }
+            _ => None,
+        };
+        Ok(Some(skiff_control_plane::store::etcd::EtcdTls {
+            ca_pem: read("etcd-cafile", ca)?,
+            identity,
+        }))
+    }
 }
 
 /// This server's name among control planes: made at first start, kept in the data dir.

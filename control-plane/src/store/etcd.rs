@@ -21,6 +21,12 @@
 //! etcd does not tell its compaction revision directly; a read at a revision below it
 //! fails, and [`Store::compacted_revision`] searches for it that way.
 //!
+//! TLS: `https://` endpoints are reached over TLS, checking etcd's certificate against
+//! the CA of [`EtcdTls`] and presenting its client certificate (etcd's
+//! `--client-cert-auth`), as kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+//! `--etcd-keyfile`. An etcd reachable beyond loopback must be: whoever can write to it
+//! owns the cluster.
+//!
 //! Losing a member: the store talks to every client URL it was given through one
 //! etcd-client `Client`, whose tonic channel spreads requests over the endpoints (power of
 //! two choices, every endpoint equally loaded) and never drops one: a dead member stays in
@@ -51,8 +57,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse,
-    KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    GetResponse, Identity, KvClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    TxnResponse, WatchClient, WatchOptions,
 };
 use tokio::time::Instant;
 
@@ -104,16 +111,60 @@ struct Shared {
     compacted: AtomicU64,
 }
 
+/// How the store reaches an etcd served over TLS: the CA that signs etcd's serving
+/// certificates, and the client certificate etcd asks for (PEM, all of them).
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Vec<u8>,
+    /// This client's certificate and key.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl EtcdStore {
     /// Connects to the etcd cluster at `endpoints` (client URLs such as
     /// `http://127.0.0.1:2379`), with keys under `prefix` (such as [`DEFAULT_PREFIX`]),
     /// and checks that etcd answers.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
+        Self::connect_with(endpoints, prefix, None).await
+    }
+
+    /// [`EtcdStore::connect`], over TLS with `tls` (which `https://` endpoints need, and
+    /// `http://` ones refuse).
+    pub async fn connect_with(
+        endpoints: &[String],
+        prefix: &str,
+        tls: Option<&EtcdTls>,
+    ) -> Result<EtcdStore, StoreError> {
         let named = endpoints.join(",");
         if endpoints.is_empty() {
             return Err(StoreError::Backend("no etcd endpoint given".into()));
         }
-        let options = ConnectOptions::new()
+        for endpoint in endpoints {
+            match (endpoint.starts_with("https://"), tls.is_some()) {
+                (true, false) => {
+                    return Err(StoreError::Backend(format!(
+                        "etcd at {endpoint}: an https endpoint needs the CA that signs etcd's \
+                         certificate (--etcd-cafile)"
+                    )));
+                }
+                (false, true) => {
+                    return Err(StoreError::Backend(format!(
+                        "etcd at {endpoint}: TLS is set (--etcd-cafile), so every endpoint \
+                         must be an https:// URL"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(REQUEST_TIMEOUT)
             .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
@@ -121,6 +172,13 @@ impl EtcdStore {
             // A member cut off from its quorum fails requests (and ends watches) instead
             // of serving what it had when it lost its leader.
             .with_require_leader(true);
+        if let Some(tls) = tls {
+            let mut config = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(config);
+        }
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Backend(format!("etcd at {named}: connecting: {e}")))?;
@@ -1043,6 +1101,62 @@ impl LocalEtcd {
 pub struct LocalEtcdCluster {
     binary: PathBuf,
     members: Vec<LocalMember>,
+    /// With [`LocalEtcdCluster::start_tls`]: the files of its TLS.
+    tls: Option<LocalTls>,
+}
+
+/// The certificates of a [`LocalEtcdCluster`] served over TLS, as PEM files in its
+/// directory: a CA of its own, the members' serving certificate (for 127.0.0.1), and a
+/// client certificate, which the members require.
+#[derive(Clone, Debug)]
+pub struct LocalTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl LocalTls {
+    /// Makes the CA and certificates in `dir`.
+    fn generate(dir: &Path) -> Result<LocalTls, StoreError> {
+        let failed = |e: crate::pki::PkiError| StoreError::Backend(format!("etcd's TLS: {e}"));
+        let ca = crate::pki::ClusterCa::generate().map_err(failed)?;
+        let server = ca
+            .issue_server("etcd", &["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(failed)?;
+        let client = ca.issue_client("skiff-apiserver").map_err(failed)?;
+        let tls = LocalTls {
+            ca: dir.join("etcd-ca.crt"),
+            server_cert: dir.join("etcd-server.crt"),
+            server_key: dir.join("etcd-server.key"),
+            client_cert: dir.join("etcd-client.crt"),
+            client_key: dir.join("etcd-client.key"),
+        };
+        for (path, pem) in [
+            (&tls.ca, ca.cert_pem()),
+            (&tls.server_cert, &server.cert_pem),
+            (&tls.server_key, &server.key_pem),
+            (&tls.client_cert, &client.cert_pem),
+            (&tls.client_key, &client.key_pem),
+        ] {
+            std::fs::write(path, pem)
+                .map_err(|e| io_failed(format_args!("writing {}", path.display()), e))?;
+        }
+        Ok(tls)
+    }
+
+    /// What a store needs to connect: the CA and the client certificate.
+    pub fn client(&self) -> Result<EtcdTls, StoreError> {
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| io_failed(format_args!("reading {}", path.display()), e))
+        };
+        Ok(EtcdTls {
+            ca_pem: read(&self.ca)?,
+            identity: Some((read(&self.client_cert)?, read(&self.client_key)?)),
+        })
+    }
 }
 
 /// One member of a [`LocalEtcdCluster`].
@@ -1050,6 +1164,10 @@ struct LocalMember {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Where etcd answers `/health` in plain HTTP, whatever its client URLs speak.
+    metrics_port: u16,
+    /// `https` when the cluster serves TLS.
+    scheme: &'static str,
     data: PathBuf,
     /// etcd's log, appended to by every start of the member.
     log: PathBuf,
@@ -1059,7 +1177,7 @@ struct LocalMember {
 
 impl LocalMember {
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -1085,19 +1203,41 @@ impl LocalEtcdCluster {
         dir: &Path,
         size: usize,
     ) -> Result<LocalEtcdCluster, StoreError> {
+        Self::start_inner(binary, dir, size, false)
+    }
+
+    /// [`LocalEtcdCluster::start`], serving clients over TLS only, with certificates
+    /// made for it ([`LocalEtcdCluster::tls`]) and client certificates required.
+    pub fn start_tls(dir: &Path, size: usize) -> Result<LocalEtcdCluster, StoreError> {
+        Self::start_inner(Path::new("etcd"), dir, size, true)
+    }
+
+    fn start_inner(
+        binary: &Path,
+        dir: &Path,
+        size: usize,
+        tls: bool,
+    ) -> Result<LocalEtcdCluster, StoreError> {
         if size == 0 {
             return Err(StoreError::Backend("an etcd cluster needs a member".into()));
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| io_failed(format_args!("creating {}", dir.display()), e))?;
+        let tls = if tls {
+            Some(LocalTls::generate(dir)?)
+        } else {
+            None
+        };
         let mut last_failure = String::new();
         for attempt in 0..Self::START_TRIES {
-            let ports = free_ports(2 * size)?;
+            let ports = free_ports(3 * size)?;
             let members = (0..size)
                 .map(|i| LocalMember {
                     name: format!("m{i}"),
-                    client_port: ports[2 * i],
-                    peer_port: ports[2 * i + 1],
+                    client_port: ports[3 * i],
+                    peer_port: ports[3 * i + 1],
+                    metrics_port: ports[3 * i + 2],
+                    scheme: if tls.is_some() { "https" } else { "http" },
                     data: dir.join(format!("etcd-{attempt}-m{i}")),
                     log: dir.join(format!("etcd-{attempt}-m{i}.log")),
                     child: None,
@@ -1106,6 +1246,7 @@ impl LocalEtcdCluster {
             let mut cluster = LocalEtcdCluster {
                 binary: binary.to_path_buf(),
                 members,
+                tls: tls.clone(),
             };
             for i in 0..size {
                 cluster.spawn(i, "new")?;
@@ -1126,6 +1267,11 @@ impl LocalEtcdCluster {
             "etcd ({}) did not start: {last_failure}",
             binary.display()
         )))
+    }
+
+    /// The certificates of a cluster started with [`LocalEtcdCluster::start_tls`].
+    pub fn tls(&self) -> Option<&LocalTls> {
+        self.tls.as_ref()
     }
 
     /// Every member's client URL, in member order: what the store connects to.
@@ -1192,7 +1338,15 @@ impl LocalEtcdCluster {
             .open(&member.log)
             .map_err(|e| io_failed(format_args!("opening {}", member.log.display()), e))?;
         let (url, peer_url) = (member.url(), member.peer_url());
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.server_cert.display()))
+                .arg(format!("--key-file={}", tls.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg(format!("--name={}", member.name))
             .arg(format!("--data-dir={}", member.data.display()))
             .arg(format!("--listen-client-urls={url}"))
@@ -1201,6 +1355,10 @@ impl LocalEtcdCluster {
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster={initial_cluster}"))
             .arg(format!("--initial-cluster-state={state}"))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                member.metrics_port
+            ))
             .args(["--logger=zap", "--log-level=warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1233,7 +1391,7 @@ impl LocalEtcdCluster {
                     member.child = None;
                     return Err(format!("etcd member {} exited ({status})", member.name));
                 }
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, member.client_port));
+                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, member.metrics_port));
                 *healthy = *healthy
                     || health(address).is_some_and(|body| body.contains(r#""health":"true""#));
             }

@@ -701,3 +701,46 @@ async fn the_store_survives_losing_any_one_of_three_etcd_members() {
         listed.len() - ledger.acked.len()
     );
 }
+
+/// An etcd that serves TLS and requires client certificates: the store reaches it with
+/// the CA and its client certificate, and not without them.
+#[tokio::test]
+async fn a_store_reaches_etcd_over_mutual_tls_and_only_with_its_certificates() {
+    use skiff_control_plane::store::etcd::EtcdTls;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let etcd = LocalEtcdCluster::start_tls(dir.path(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let urls = etcd.urls();
+    assert!(urls[0].starts_with("https://"), "{urls:?}");
+    let tls = etcd.tls().expect("started with TLS").client().unwrap();
+
+    let error = EtcdStore::connect(&urls, "/skiff")
+        .await
+        .err()
+        .expect("an https endpoint without a CA is refused");
+    assert!(error.to_string().contains("--etcd-cafile"), "{error}");
+    let plain = vec![urls[0].replace("https://", "http://")];
+    let error = EtcdStore::connect_with(&plain, "/skiff", Some(&tls))
+        .await
+        .err()
+        .expect("TLS options with an http endpoint are refused");
+    assert!(error.to_string().contains("https://"), "{error}");
+    let anonymous = EtcdTls {
+        identity: None,
+        ..tls.clone()
+    };
+    let error = EtcdStore::connect_with(&urls, "/skiff", Some(&anonymous))
+        .await
+        .err()
+        .expect("etcd refuses a client without a certificate");
+    assert!(error.to_string().contains(&urls[0]), "{error}");
+
+    let store = EtcdStore::connect_with(&urls, "/skiff", Some(&tls))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut watch = store.watch("/tls/", 0).await.unwrap();
+    let created = store.create("/tls/a", b("over TLS")).await.unwrap();
+    let got = store.get("/tls/a").await.unwrap().expect("the key");
+    assert_eq!(got.value, b("over TLS"));
+    let event = next(&mut watch).await.expect("an event").unwrap();
+    assert_eq!(event.revision(), created.mod_revision);
+}
