@@ -34,6 +34,25 @@ use super::{
 
 /// The annotation holding a ReplicaSet's (and its Deployment's) revision.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// Annotations of a Deployment that are its own, not copied to its ReplicaSets (every
+/// other one is, `kubernetes.io/change-cause` above all, so that each revision keeps
+/// the cause it was made for): Kubernetes' `annotationsToSkip`.
+const ANNOTATIONS_NOT_COPIED: &[&str] = &[
+    REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// The Deployment's annotations its ReplicaSets carry.
+fn copied_annotations(d: &Deployment) -> impl Iterator<Item = (&String, &String)> {
+    d.metadata
+        .annotations
+        .iter()
+        .filter(|(key, _)| !ANNOTATIONS_NOT_COPIED.contains(&key.as_str()))
+}
 /// The label that keeps the pods of one template apart from another's.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
@@ -292,14 +311,23 @@ impl Rollout<'_> {
             let rs = &self.sets[i];
             let min_ready = self.d.spec.min_ready_seconds;
             let stale_revision = revision(rs) <= max_old;
-            if stale_revision || rs.spec.min_ready_seconds != min_ready {
+            // The Deployment's annotations as they are now (a rollback or a new cause
+            // on the same template): Kubernetes copies them to the new set on every sync.
+            let stale_annotations = copied_annotations(&self.d)
+                .any(|(key, value)| rs.metadata.annotations.get(key) != Some(value));
+            if stale_revision || stale_annotations || rs.spec.min_ready_seconds != min_ready {
                 let revision = if stale_revision {
                     next_revision
                 } else {
                     revision(rs)
                 };
+                let mut annotations: serde_json::Map<String, serde_json::Value> =
+                    copied_annotations(&self.d)
+                        .map(|(key, value)| (key.clone(), value.clone().into()))
+                        .collect();
+                annotations.insert(REVISION_ANNOTATION.into(), revision.to_string().into());
                 let patch = Patch::Merge(json!({
-                    "metadata": { "annotations": { REVISION_ANNOTATION: revision.to_string() } },
+                    "metadata": { "annotations": annotations },
                     "spec": { "minReadySeconds": min_ready },
                 }));
                 let name = rs.metadata.name().to_string();
@@ -1064,7 +1092,9 @@ fn new_replicaset_object(d: &Deployment, hash: &str, revision: i64, replicas: i3
     selector
         .match_labels
         .insert(POD_TEMPLATE_HASH_LABEL.into(), hash.into());
-    let mut annotations = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = copied_annotations(d)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
     annotations.insert(REVISION_ANNOTATION.to_string(), revision.to_string());
     ReplicaSet {
         api_version: ReplicaSet::api_version(),

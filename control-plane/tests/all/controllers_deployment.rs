@@ -453,3 +453,56 @@ async fn old_replicasets_beyond_the_history_limit_are_deleted() {
     revisions.sort();
     assert_eq!(revisions, [3, 4]);
 }
+
+/// Each revision keeps the change-cause (and the other annotations) its Deployment had
+/// when it was made, as `rollout history` shows them; the Deployment's own bookkeeping
+/// annotations stay its own.
+#[tokio::test]
+async fn replicasets_carry_the_deployments_annotations_of_their_revision() {
+    let cluster = Cluster::start().await;
+    let _controllers = cluster.start_controllers();
+    let api = cluster.api::<Deployment>("default");
+    let mut d = deployment("causes", 1, "v1.wasm", json!({}));
+    d.metadata.annotations = [
+        (
+            "kubernetes.io/change-cause".to_string(),
+            "first".to_string(),
+        ),
+        (
+            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+            "{}".to_string(),
+        ),
+    ]
+    .into();
+    api.create(&d).await.expect("create");
+    rolled_out(&cluster, "causes").await;
+    api.patch(
+        "causes",
+        &Patch::Merge(json!({
+            "metadata": { "annotations": { "kubernetes.io/change-cause": "second" } },
+            "spec": { "template": { "spec": { "containers": [{ "name": "main", "image": "v2.wasm" }] } } },
+        })),
+    )
+    .await
+    .expect("a second revision");
+    rolled_out(&cluster, "causes").await;
+    let sets = replicasets(&cluster, "causes").await;
+    let cause_of = |image: &str| {
+        let set = sets
+            .iter()
+            .find(|rs| rs.spec.template.spec.containers[0].image.as_deref() == Some(image))
+            .unwrap_or_else(|| panic!("the set of {image}"));
+        assert!(
+            !set.metadata
+                .annotations
+                .contains_key("kubectl.kubernetes.io/last-applied-configuration"),
+            "{set:?}"
+        );
+        set.metadata
+            .annotations
+            .get("kubernetes.io/change-cause")
+            .cloned()
+    };
+    assert_eq!(cause_of("v1.wasm").as_deref(), Some("first"));
+    assert_eq!(cause_of("v2.wasm").as_deref(), Some("second"));
+}
