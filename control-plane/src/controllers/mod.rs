@@ -269,7 +269,14 @@ pub(crate) async fn drive<Q, R, Fut>(
     Fut: Future<Output = Result<skiff_client::Action>>,
 {
     let work = skiff_client::controller::run(queue.clone(), workers, reconcile, |key, error| {
-        tracing::warn!(controller = name, ?key, error = %error_chain(error), "reconcile failed, retrying");
+        // Another writer went first: the retry reads the new version. Routine among
+        // controllers, nodes and users writing the same objects, so not a warning.
+        let routine = matches!(error, Error::Api { source, .. } if source.is_conflict());
+        if routine {
+            tracing::debug!(controller = name, ?key, error = %error_chain(error), "reconcile met a newer version, retrying");
+        } else {
+            tracing::warn!(controller = name, ?key, error = %error_chain(error), "reconcile failed, retrying");
+        }
     });
     tokio::select! {
         _ = work => {}
