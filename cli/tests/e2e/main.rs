@@ -9,6 +9,7 @@ mod etcd;
 mod ha;
 mod jobs;
 mod kubectl;
+mod kubectl_auth;
 mod kubectl_port_forward;
 mod kubectl_workloads;
 #[cfg(feature = "etcd")]

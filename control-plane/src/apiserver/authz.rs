@@ -24,6 +24,7 @@ use super::node_graph;
 use super::rbac::{Action, NODE_USER_PREFIX, NODES_GROUP};
 use super::registry::Registry;
 use super::request::{BodyFormat, Params, Target, decode_body, read_body};
+use super::reviews::{self, ReviewPath};
 
 /// The namespace node Leases live in.
 const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -46,17 +47,10 @@ pub async fn authorize(
         Ok(action) => action,
         Err(error) => return error.into_response(),
     };
-    let node = node_name(user).map(str::to_string);
-    let allowed = server.access.snapshot().allows(user, &action)
-        || match &node {
-            Some(node) => {
-                node_graph::allows(&server.node_graph, server.store.as_ref(), node, &action).await
-            }
-            None => false,
-        };
-    if !allowed {
+    if !allows(&server, user, &action).await {
         return forbidden(user, &action, None).into_response();
     }
+    let node = node_name(user).map(str::to_string);
     let request = match node {
         Some(node) => match restrict_node(&server, &node, &action, request).await {
             Ok(request) => request,
@@ -74,6 +68,23 @@ pub async fn authorize(
         tracing::warn!(%error, "rebuilding the RBAC index after a write failed");
     }
     response
+}
+
+/// Whether `user` may do `action`: what RBAC grants them, and to a node also what the
+/// node authorizer does (the ConfigMaps and Secrets its pods use). The middleware decides
+/// with this, and the access reviews answer with it (see [`super::reviews`]). A node's
+/// restriction to its own objects is not part of it: as Kubernetes' NodeRestriction, it
+/// looks at the request's body and the stored object, which a review has not.
+pub async fn allows(server: &ApiServer, user: &User, action: &Action) -> bool {
+    if server.access.snapshot().allows(user, action) {
+        return true;
+    }
+    match node_name(user) {
+        Some(node) => {
+            node_graph::allows(&server.node_graph, server.store.as_ref(), node, action).await
+        }
+        None => false,
+    }
 }
 
 /// The node a user is, by Kubernetes' convention: user `system:node:NAME` in group
@@ -101,30 +112,33 @@ pub fn action_of(registry: &Registry, method: &Method, uri: &Uri) -> ApiResult<A
         (None, Some(rest)) => (false, rest),
         (None, None) => return Ok(non_resource(method, path)),
     };
+    // The access reviews are no kind of the registry (nothing of them is stored), but
+    // are authorized as one: a create of `selfsubjectaccessreviews`, for example.
+    if let Some(review) = reviews::parse(core, rest) {
+        let ReviewPath::Review(review) = review? else {
+            return Ok(non_resource(method, path));
+        };
+        return Ok(match resource_verb(method, false, false) {
+            Some(verb) => Action::Resource {
+                verb: verb.to_string(),
+                group: review.group().to_string(),
+                resource: review.plural().to_string(),
+                subresource: None,
+                namespace: None,
+                name: None,
+            },
+            None => non_resource(method, path),
+        });
+    }
     let resource = match Target::parse(registry, core, rest)? {
         Target::Resource(resource) => resource,
         _ => return Ok(non_resource(method, path)),
     };
-    let named = resource.name.is_some();
     // A query the handlers reject reads as none: they answer 400 anyway.
     let params = Params::parse(uri.query()).ok();
-    let verb = match *method {
-        Method::GET | Method::HEAD => {
-            let watch = params.as_ref().is_some_and(Params::is_watch);
-            if watch {
-                "watch"
-            } else if named {
-                "get"
-            } else {
-                "list"
-            }
-        }
-        Method::POST => "create",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE if named => "delete",
-        Method::DELETE => "deletecollection",
-        ref other => return Ok(non_resource(other, path)),
+    let watch = params.as_ref().is_some_and(Params::is_watch);
+    let Some(verb) = resource_verb(method, resource.name.is_some(), watch) else {
+        return Ok(non_resource(method, path));
     };
     // As in Kubernetes, a request about namespace NAME is in namespace NAME, so a
     // RoleBinding there may allow reading it.
@@ -150,6 +164,22 @@ pub fn action_of(registry: &Registry, method: &Method, uri: &Uri) -> ApiResult<A
         subresource: resource.subresource,
         namespace,
         name,
+    })
+}
+
+/// The verb of a request on a resource, by its method, whether it names an object, and
+/// whether it asks to watch; `None` for methods that are no resource verb.
+fn resource_verb(method: &Method, named: bool, watch: bool) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD if named => "get",
+        Method::GET | Method::HEAD => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => return None,
     })
 }
 
@@ -517,6 +547,28 @@ mod tests {
                 }
             );
         }
+        // The access reviews are no kind of the registry, but are authorized as one.
+        assert_eq!(
+            action(
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+            ),
+            resource(
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                None,
+                None,
+                None
+            )
+        );
+        assert_eq!(
+            action(Method::GET, "/apis/authentication.k8s.io/v1"),
+            Action::NonResource {
+                verb: "get".into(),
+                path: "/apis/authentication.k8s.io/v1".into()
+            }
+        );
         let unknown = action_of(
             &Registry::builtin(),
             &Method::GET,

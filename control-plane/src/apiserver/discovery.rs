@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
 use super::registry::{Registry, ResourceType};
+use super::reviews::{self, Review};
 
 /// `/api`: the core group's versions.
 pub fn core_versions() -> Value {
@@ -24,12 +25,20 @@ fn group_entry(group: &str, version: &str) -> Value {
     })
 }
 
-/// `/apis`: the named groups.
-pub fn groups(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
+/// Every named group and its version: the registry's kinds', then the access reviews'.
+fn named_group_versions(registry: &Registry) -> Vec<(&'static str, &'static str)> {
+    registry
         .group_versions()
         .into_iter()
+        .chain(reviews::GROUP_VERSIONS)
         .filter(|(group, _)| !group.is_empty())
+        .collect()
+}
+
+/// `/apis`: the named groups.
+pub fn groups(registry: &Registry) -> Value {
+    let groups: Vec<Value> = named_group_versions(registry)
+        .into_iter()
         .map(|(group, version)| group_entry(group, version))
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
@@ -37,10 +46,9 @@ pub fn groups(registry: &Registry) -> Value {
 
 /// `/apis/GROUP`: one group.
 pub fn group(registry: &Registry, group: &str) -> ApiResult<Value> {
-    let (group, version) = registry
-        .group_versions()
+    let (group, version) = named_group_versions(registry)
         .into_iter()
-        .find(|(g, _)| *g == group && !g.is_empty())
+        .find(|(g, _)| *g == group)
         .ok_or_else(|| ApiError::path_not_found(&format!("/apis/{group}")))?;
     let mut entry = group_entry(group, version);
     entry["kind"] = json!("APIGroup");
@@ -118,6 +126,19 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Value {
         if rt.kind == "Namespace" {
             sub("finalize", "Namespace", None, None, &["update"]);
         }
+    }
+    // The access reviews: created (asked), never stored, so no other verb.
+    for review in Review::ALL
+        .into_iter()
+        .filter(|r| r.group() == group && reviews::VERSION == version)
+    {
+        resources.push(json!({
+            "name": review.plural(),
+            "singularName": review.kind().to_lowercase(),
+            "namespaced": false,
+            "kind": review.kind(),
+            "verbs": ["create"],
+        }));
     }
     let group_version = if group.is_empty() {
         version.to_string()

@@ -24,9 +24,11 @@ pub mod node_graph;
 mod object;
 pub mod openapi;
 pub mod portforward;
+mod protobuf;
 pub mod rbac;
 pub mod registry;
 mod request;
+mod reviews;
 mod spdy;
 mod strategic;
 mod table;
@@ -302,6 +304,9 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
     let rest = path
         .strip_prefix(if core { "/api" } else { "/apis" })
         .unwrap_or("");
+    if let Some(review) = reviews::parse(core, rest) {
+        return reviews::serve(&server, review?, &parts, body).await;
+    }
     let params = Params::parse(parts.uri.query())?;
     let target = Target::parse(&server.registry, core, rest)?;
     if !matches!(target, Target::Resource(_)) && parts.method != Method::GET {

@@ -139,16 +139,24 @@ impl Grants {
         entry.or_default().push(rules.clone());
     }
 
+    /// The rule sets bound here to `user`: by name, by one of their groups, or through
+    /// `system:authenticated`.
+    fn rules_of<'a>(&'a self, user: &'a User) -> impl Iterator<Item = &'a Rules> + 'a {
+        let groups = user
+            .groups
+            .iter()
+            .map(String::as_str)
+            .chain([AUTHENTICATED_GROUP]);
+        self.users
+            .get(&user.name)
+            .into_iter()
+            .chain(groups.filter_map(|group| self.groups.get(group)))
+            .flatten()
+    }
+
     fn allows(&self, user: &User, action: &Action) -> bool {
-        let granted = |rules: Option<&Vec<Rules>>| {
-            rules
-                .into_iter()
-                .flatten()
-                .any(|rules| rules.iter().any(|rule| rule_allows(rule, action)))
-        };
-        granted(self.users.get(&user.name))
-            || user.groups.iter().any(|g| granted(self.groups.get(g)))
-            || granted(self.groups.get(AUTHENTICATED_GROUP))
+        self.rules_of(user)
+            .any(|rules| rules.iter().any(|rule| rule_allows(rule, action)))
     }
 }
 
@@ -181,6 +189,38 @@ impl Snapshot {
                 .namespace()
                 .and_then(|ns| self.namespaces.get(ns))
                 .is_some_and(|grants| grants.allows(user, action))
+    }
+
+    /// Every rule that grants `user` something in `namespace`, cluster-wide ones included,
+    /// each once: what [`Snapshot::allows`] decides by there, listed (a
+    /// SelfSubjectRulesReview). `system:masters` hold everything, which two rules say.
+    pub fn rules_for(&self, user: &User, namespace: &str) -> Vec<PolicyRule> {
+        let mut rules = Vec::new();
+        if user.groups.iter().any(|g| g == MASTERS_GROUP) {
+            let all = || vec!["*".to_string()];
+            rules.push(PolicyRule {
+                verbs: all(),
+                api_groups: all(),
+                resources: all(),
+                ..PolicyRule::default()
+            });
+            rules.push(PolicyRule {
+                verbs: all(),
+                non_resource_urls: all(),
+                ..PolicyRule::default()
+            });
+        }
+        let in_namespace = self.namespaces.get(namespace);
+        let sets = self
+            .cluster
+            .rules_of(user)
+            .chain(in_namespace.into_iter().flat_map(|g| g.rules_of(user)));
+        for rule in sets.flat_map(|set| set.iter()) {
+            if !rules.contains(rule) {
+                rules.push(rule.clone());
+            }
+        }
+        rules
     }
 
     /// The rules of ClusterRole `name`, if it exists.
@@ -423,9 +463,9 @@ const READ: [&str; 3] = ["get", "list", "watch"];
 const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 /// The roles and bindings every cluster starts with, as Kubernetes' bootstrap policy:
-/// ClusterRoles (`cluster-admin`, `view`, `edit`, `system:discovery`, `system:node`,
-/// `system:node-bootstrapper`) first, then ClusterRoleBindings. Created at start when absent; never overwritten, so
-/// an administrator's changes to them stay.
+/// ClusterRoles (`cluster-admin`, `view`, `edit`, `system:discovery`, `system:basic-user`,
+/// `system:node`, `system:node-bootstrapper`) first, then ClusterRoleBindings. Created at
+/// start when absent; never overwritten, so an administrator's changes to them stay.
 ///
 /// - `cluster-admin`: everything, bound to `system:masters` (who are allowed everything
 ///   anyway; the binding documents it).
@@ -434,6 +474,9 @@ const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollecti
 /// - `edit`: `view` plus writes of those kinds and Secrets, and port-forward; no RBAC.
 /// - `system:discovery`: discovery, `/version`, health and OpenAPI paths, bound to
 ///   every authenticated user as in Kubernetes.
+/// - `system:basic-user`: asking what one may do and who one is (SelfSubjectAccessReviews,
+///   SelfSubjectRulesReviews, SelfSubjectReviews: `kubectl auth can-i`, `kubectl auth
+///   whoami`), bound to every authenticated user as in Kubernetes.
 /// - `system:node`: exactly what the node agent (`node/src`) calls, bound to
 ///   `system:nodes`. Which Node, Lease and pods a node `system:node:NAME` may write
 ///   is narrowed further by [`super::authz`]'s node restriction.
@@ -511,6 +554,13 @@ pub fn bootstrap_policy() -> Vec<serde_json::Value> {
                 "verbs": ["get"],
             }]),
         ),
+        cluster_role(
+            "system:basic-user",
+            json!([
+                { "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"] },
+                { "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"] },
+            ]),
+        ),
         cluster_role("system:node", node),
         cluster_role(
             "system:node-bootstrapper",
@@ -518,6 +568,11 @@ pub fn bootstrap_policy() -> Vec<serde_json::Value> {
         ),
         cluster_binding("cluster-admin", "cluster-admin", MASTERS_GROUP),
         cluster_binding("system:discovery", "system:discovery", AUTHENTICATED_GROUP),
+        cluster_binding(
+            "system:basic-user",
+            "system:basic-user",
+            AUTHENTICATED_GROUP,
+        ),
         cluster_binding("system:node", "system:node", NODES_GROUP),
         cluster_binding(
             "system:node-bootstrapper",
@@ -697,6 +752,53 @@ mod tests {
             &user("root", &[MASTERS_GROUP]),
             &path("delete", "/anything")
         ));
+    }
+
+    #[test]
+    fn the_rules_listed_are_those_that_grant() {
+        let rules = |verb: &str| -> Rules {
+            Arc::from(vec![rule(
+                json!({ "apiGroups": [""], "resources": ["pods"], "verbs": [verb] }),
+            )])
+        };
+        let (get, list, delete) = (rules("get"), rules("list"), rules("delete"));
+        let subject = |kind: &str, name: &str| Subject {
+            kind: kind.into(),
+            name: name.into(),
+            ..Subject::default()
+        };
+        let mut snapshot = Snapshot::default();
+        snapshot.namespaces.entry("apps".into()).or_default().add(
+            &subject("User", "alice"),
+            "apps",
+            &get,
+        );
+        // Bound twice, listed once.
+        snapshot
+            .cluster
+            .add(&subject("Group", "readers"), "", &list);
+        snapshot
+            .cluster
+            .add(&subject("Group", AUTHENTICATED_GROUP), "", &list);
+        snapshot.namespaces.entry("other".into()).or_default().add(
+            &subject("User", "alice"),
+            "other",
+            &delete,
+        );
+        let alice = user("alice", &["readers"]);
+        assert_eq!(
+            snapshot.rules_for(&alice, "apps"),
+            [list[0].clone(), get[0].clone()]
+        );
+        assert_eq!(snapshot.rules_for(&alice, "default"), [list[0].clone()]);
+        let root = snapshot.rules_for(&user("root", &[MASTERS_GROUP]), "default");
+        assert!(
+            root.iter().any(|r| rule_allows(r, &path("delete", "/x")))
+                && root
+                    .iter()
+                    .any(|r| rule_allows(r, &resource("delete", "apps", "x", None))),
+            "{root:?}"
+        );
     }
 
     /// Objects written to the store by anyone (another API server) reach the index

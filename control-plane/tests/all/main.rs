@@ -19,6 +19,7 @@ mod etcd;
 mod field_validation;
 mod limits;
 mod openapi;
+mod reviews;
 mod scheduler;
 mod strategic_patch;
 mod support;
