@@ -744,3 +744,36 @@ async fn a_store_reaches_etcd_over_mutual_tls_and_only_with_its_certificates() {
     let event = next(&mut watch).await.expect("an event").unwrap();
     assert_eq!(event.revision(), created.mod_revision);
 }
+
+/// Nodes registering through two API servers on one etcd at once each get a pod range
+/// of their own: the ranges are allocated in the store, not in a server's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_servers_on_one_etcd_hand_out_distinct_pod_ranges() {
+    let (etcd, _dir) = start_etcd();
+    let one = api_server(Arc::new(connect(&etcd, "/skiff").await)).await;
+    let other = api_server(Arc::new(connect(&etcd, "/skiff").await)).await;
+    // The default /16 in /20 blocks has 16: twelve nodes take most of them.
+    const EACH: usize = 6;
+    let register = |router: axum::Router, prefix: &'static str| async move {
+        let mut ranges = Vec::new();
+        for i in 0..EACH {
+            let node = json!({ "metadata": { "name": format!("{prefix}-{i}") } });
+            let (status, created) = call(&router, Method::POST, "/api/v1/nodes", Some(node)).await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            ranges.push(created["spec"]["podCIDR"].as_str().unwrap().to_string());
+        }
+        ranges
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(register(one.router(), "one")),
+        tokio::spawn(register(other.router(), "other"))
+    );
+    let mut ranges: Vec<String> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    ranges.sort();
+    ranges.dedup();
+    assert_eq!(
+        ranges.len(),
+        2 * EACH,
+        "a pod range handed out twice: {ranges:?}"
+    );
+}
