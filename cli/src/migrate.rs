@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use futures::StreamExt;
+use skiff_control_plane::apiserver::error::ApiError;
+use skiff_control_plane::apiserver::modules::Modules;
 use skiff_control_plane::store::sled::SledStore;
 use skiff_control_plane::store::{KeyValue, ListOptions, Revision, Store, StoreError};
 
@@ -94,6 +96,7 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
         .await
         .with_context(|| format!("verifying the copy in {etcd}"))?;
     forget_history(&*target).await?;
+    let modules = copy_modules(&args.from_sled.join("modules"), &*target).await?;
     publish(&source.secrets, &*target).await?;
     let seconds = started.elapsed().as_secs_f64();
 
@@ -116,12 +119,8 @@ pub async fn run(args: MigrateArgs) -> Result<()> {
         "  skiff server --etcd {}{prefix} --data-dir NEWDIR",
         args.to_etcd.join(",")
     );
-    let modules = args.from_sled.join("modules");
-    if std::fs::read_dir(&modules).is_ok_and(|mut entries| entries.next().is_some()) {
-        println!(
-            "pushed modules stay in each server's data dir, not in the store: copy them to each one's\n  cp -r {} NEWDIR/modules",
-            modules.display()
-        );
+    if modules > 0 {
+        println!("{modules} pushed modules are in etcd too, with their tags");
     }
     println!(
         "{} is unchanged: `skiff server --data-dir {}` still serves the cluster as it was",
@@ -207,6 +206,47 @@ async fn connect(_: &MigrateArgs) -> Result<Box<dyn Store>> {
         "--to-etcd: this skiff was built without the etcd store; build it with \
          `cargo build --release -p skiff --features etcd` (which needs protoc)"
     )
+}
+
+/// Copies the modules pushed to the sled server (files in its data dir) into the store,
+/// where servers on etcd keep them, tags included; returns how many blobs.
+async fn copy_modules(dir: &Path, target: &dyn Store) -> Result<usize> {
+    let (from, to) = (Modules::Dir(dir), Modules::Store(target));
+    let failed = |step: String| move |e: ApiError| anyhow!("{step}: {}", e.message);
+    let digests = from
+        .blobs()
+        .await
+        .map_err(failed(format!("listing the modules in {}", dir.display())))?;
+    for digest in &digests {
+        let bytes = from
+            .blob(digest)
+            .await
+            .map_err(failed(format!("reading module sha256:{digest}")))?
+            .ok_or_else(|| anyhow!("module sha256:{digest} vanished from {}", dir.display()))?;
+        let kept = to
+            .keep(&bytes)
+            .await
+            .map_err(failed(format!("copying module sha256:{digest}")))?;
+        if &kept != digest {
+            bail!(
+                "{}: the module file sha256:{digest} holds sha256:{kept}: it is damaged",
+                dir.display()
+            );
+        }
+    }
+    for (name, tag, digest) in from.tags().await.map_err(failed(format!(
+        "listing the module tags in {}",
+        dir.display()
+    )))? {
+        let digest = digest.trim_start_matches("sha256:");
+        to.tag(&name, &tag, digest)
+            .await
+            .map_err(failed(format!("copying the tag {name}:{tag}")))?;
+    }
+    if !digests.is_empty() {
+        eprintln!("copied {} pushed modules with their tags", digests.len());
+    }
+    Ok(digests.len())
 }
 
 /// Refuses a prefix that holds keys: another cluster's, or a failed migration's.

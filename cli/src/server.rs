@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use skiff_control_plane::apiserver::allocator::Ranges;
 use skiff_control_plane::apiserver::auth::{self, Authenticator, User};
 use skiff_control_plane::apiserver::certificates::NodeSigner;
+use skiff_control_plane::apiserver::modules::ModuleStorage;
 use skiff_control_plane::apiserver::throttle::ClientLimits;
 use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
 use skiff_control_plane::controllers::{ControllerConfig, LeaderElectionConfig};
@@ -212,7 +213,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             api_server_client_ca_pem: client_ca.cert_pem().to_string(),
         })),
         node_client_tls: Some(node_client_tls),
-        modules_dir: Some(args.data_dir.join("modules")),
+        // Servers sharing etcd share their modules too: whichever one a node asks
+        // must have every module pushed to any of them.
+        modules: Some(if args.etcd.is_empty() {
+            ModuleStorage::Dir(args.data_dir.join("modules"))
+        } else {
+            ModuleStorage::Store
+        }),
         ranges,
         max_body_bytes: args.max_request_bytes,
         client_limits: ClientLimits {

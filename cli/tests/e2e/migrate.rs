@@ -138,6 +138,8 @@ fn a_cluster_migrated_from_sled_to_etcd_is_the_same_cluster() {
         format!("{SERVICES}/web"),
         format!("{DEPLOYMENTS}/web"),
     ];
+    let pushed = old.cli(&["push", skiff_samples::TICKER, "ticker:v1"]);
+    assert!(pushed.status.success(), "{pushed:?}");
     let before: Vec<Value> = paths.iter().map(|path| old.get(path)).collect();
     let service = &before[2];
     assert!(service["spec"]["clusterIP"].is_string(), "{service}");
@@ -160,6 +162,7 @@ fn a_cluster_migrated_from_sled_to_etcd_is_the_same_cluster() {
         "{said}"
     );
     assert!(said.contains("etcd holds the same"), "{said}");
+    assert!(said.contains("1 pushed modules are in etcd too"), "{said}");
 
     let new = Server::start_with(
         &dir.path().join("on-etcd"),
@@ -189,6 +192,19 @@ fn a_cluster_migrated_from_sled_to_etcd_is_the_same_cluster() {
             revision(&now)
         );
     }
+
+    // The pushed module came along, by its tag.
+    let module = new
+        .client()
+        .get(format!("{}/skiff/v1/modules/ticker:v1", new.url))
+        .bearer_auth(&new.token)
+        .send()
+        .unwrap();
+    assert_eq!(module.status().as_u16(), 200);
+    assert!(
+        module.bytes().unwrap()[..] == std::fs::read(skiff_samples::TICKER).unwrap()[..],
+        "the module read back as pushed"
+    );
 
     // The allocations came along: a new Service gets another ClusterIP and NodePort.
     let (status, other) = as_before.send(

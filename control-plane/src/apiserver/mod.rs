@@ -75,7 +75,7 @@ pub struct ApiServerConfig {
     /// How often compaction runs. Default 5 minutes.
     pub compaction_interval: Duration,
     /// Where pushed wasm modules are kept; `None` turns the module store off.
-    pub modules_dir: Option<std::path::PathBuf>,
+    pub modules: Option<modules::ModuleStorage>,
     /// What each node's API token (for logs and port-forward) and the fabric token
     /// derive from (see [`credentials`]). Default none: node APIs are unavailable.
     pub node_key: Option<credentials::NodeKey>,
@@ -100,7 +100,7 @@ impl Default for ApiServerConfig {
             history_revisions: 100_000,
             compaction_interval: Duration::from_secs(5 * 60),
             node_key: None,
-            modules_dir: None,
+            modules: None,
             ranges: allocator::Ranges::default(),
             node_signer: None,
             node_client_tls: None,

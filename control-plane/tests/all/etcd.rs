@@ -777,3 +777,67 @@ async fn api_servers_on_one_etcd_hand_out_distinct_pod_ranges() {
         "a pod range handed out twice: {ranges:?}"
     );
 }
+
+/// A module pushed through one API server is pulled through another: servers sharing
+/// etcd keep modules in it (in chunks under etcd's request limit), not in their data dirs.
+#[tokio::test]
+async fn a_module_pushed_through_one_server_is_pulled_through_another() {
+    use skiff_control_plane::apiserver::modules::{CHUNK_BYTES, ModuleStorage};
+    let (etcd, _dir) = start_etcd();
+    let server = |store: EtcdStore| async move {
+        let mut auth = Authenticator::default();
+        auth.add_token(
+            "token",
+            User {
+                name: "admin".into(),
+                groups: vec!["system:masters".into()],
+            },
+        );
+        let config = ApiServerConfig {
+            modules: Some(ModuleStorage::Store),
+            ..ApiServerConfig::default()
+        };
+        ApiServer::new(Arc::new(store), auth, config)
+            .await
+            .expect("an API server on etcd")
+            .router()
+    };
+    let one = server(connect(&etcd, "/skiff").await).await;
+    let other = server(connect(&etcd, "/skiff").await).await;
+    // Larger than etcd takes in one request (1.5 MiB).
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.extend((0..2 * CHUNK_BYTES).map(|i| (i % 251) as u8));
+    let send = |router: axum::Router, method: Method, path: &str, body: Vec<u8>| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer token")
+            .body(Body::from(body))
+            .expect("request");
+        async move {
+            let response = router.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, bytes)
+        }
+    };
+    let (status, answer) = send(
+        one.clone(),
+        Method::PUT,
+        "/skiff/v1/modules/big:v1",
+        module.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer:?}");
+    let (status, pulled) = send(
+        other.clone(),
+        Method::GET,
+        "/skiff/v1/modules/big:v1",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pulled[..] == module[..], "the module read back whole");
+    let (_, listed) = call(&other, Method::GET, "/skiff/v1/modules", None).await;
+    assert_eq!(listed["items"][0]["name"], "big", "{listed}");
+}
