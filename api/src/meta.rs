@@ -60,6 +60,45 @@ pub struct ObjectMeta {
         deserialize_with = "crate::null_as_default"
     )]
     pub finalizers: Vec<String>,
+    /// Which manager owns which fields, and through which operation: what server-side
+    /// apply decides conflicts and removals by. Kept by the server on every write.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::null_as_default"
+    )]
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// The fields one manager owns through one operation (Kubernetes' `ManagedFieldsEntry`).
+/// A manager has one entry per operation, API version and subresource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedFieldsEntry {
+    /// Who: the `fieldManager` of the request, else its User-Agent's program name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+    /// `Apply` (server-side apply) or `Update` (any other write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The version the fields are named in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// When the manager last changed the object (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// How `fieldsV1` encodes the fields: always `FieldsV1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields_type: Option<String>,
+    /// The set of fields, as a trie: `{"f:spec":{"f:replicas":{}}}`; list items are
+    /// `k:{"name":"main"}` (by their keys) or `v:"value"`, and `".": {}` marks a node
+    /// that is in the set itself as well as having members below it.
+    #[serde(rename = "fieldsV1", default, skip_serializing_if = "Option::is_none")]
+    pub fields_v1: Option<serde_json::Value>,
+    /// The subresource written through (`status`, `scale`); none for the object itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
 }
 
 impl ObjectMeta {
@@ -333,6 +372,25 @@ pub fn human_duration(seconds: u64) -> String {
 #[cfg(test)]
 mod null_tests {
     use super::*;
+
+    #[test]
+    fn managed_fields_round_trip_as_kubernetes_writes_them() {
+        let text = r#"{"name":"a","managedFields":[{"manager":"kubectl","operation":"Apply","apiVersion":"apps/v1","time":"2024-01-01T00:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:replicas":{}}}},{"manager":"skiff-node","operation":"Update","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:status":{}},"subresource":"status"}]}"#;
+        let meta: ObjectMeta = serde_json::from_str(text).unwrap();
+        assert_eq!(meta.managed_fields.len(), 2);
+        assert_eq!(
+            meta.managed_fields[1].subresource.as_deref(),
+            Some("status")
+        );
+        let back = serde_json::to_value(&meta).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
+        // None at all: the field is left out, as Kubernetes leaves it out.
+        let bare = serde_json::to_value(ObjectMeta::default()).unwrap();
+        assert!(bare.get("managedFields").is_none());
+    }
 
     #[test]
     fn null_collections_in_metadata_read_as_empty() {

@@ -923,3 +923,125 @@ fn set_image_patch_and_explain() {
         "{explained}"
     );
 }
+
+/// `kubectl apply --server-side` by two field managers: the second one's change to a field
+/// the first one applied is a conflict until it is forced, after which each owns its
+/// fields; kubectl shows the managed fields only when asked to.
+#[test]
+fn server_side_apply_conflicts_between_managers_until_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let kubectl = Kubectl::new(&server, dir.path());
+    let settings = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata: {data}\n")
+    };
+    let apply = |manager: &str, extra: &[&str], data: &str| {
+        let flag = format!("--field-manager={manager}");
+        let mut args = vec!["apply", "--server-side", flag.as_str(), "-f", "-"];
+        args.extend(extra);
+        kubectl.run_with_input(&args, &settings(data))
+    };
+    let out = apply("alice", &[], "{ mode: fast, level: '3' }");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/settings serverside-applied\n"
+    );
+
+    let refused = apply("bob", &[], "{ mode: slow }");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Apply failed with 1 conflict: conflict with "alice": .data.mode"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--force-conflicts"),
+        "kubectl's advice: {stderr}"
+    );
+    let mode = [
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "jsonpath={.data.mode} {.data.level}",
+    ];
+    assert_eq!(kubectl.ok(&mode), "fast 3", "the conflict changed nothing");
+
+    let forced = apply("bob", &["--force-conflicts"], "{ mode: slow }");
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(kubectl.ok(&mode), "slow 3");
+
+    // kubectl strips the managed fields from what it prints, unless asked for them.
+    let plain = kubectl.ok(&["get", "cm", "settings", "-o", "yaml"]);
+    assert!(!plain.contains("managedFields"), "{plain}");
+    let shown = kubectl.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    for line in [
+        "manager: alice",
+        "manager: bob",
+        "operation: Apply",
+        "f:mode: {}",
+    ] {
+        assert!(
+            shown.lines().any(|l| l.trim() == line),
+            "{line:?} in {shown}"
+        );
+    }
+    let object: Value = serde_json::from_str(&kubectl.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let owned = |manager: &str| -> Value {
+        object["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .unwrap_or_else(|| panic!("{manager} in {object:#}"))["fieldsV1"]
+            .clone()
+    };
+    assert_eq!(
+        owned("alice"),
+        serde_json::json!({ "f:data": { "f:level": {} } })
+    );
+    assert_eq!(
+        owned("bob"),
+        serde_json::json!({ "f:data": { "f:mode": {} } })
+    );
+
+    // An object kubectl applied client-side moves to server-side apply without conflicts:
+    // kubectl hands its fields over by rewriting the managed fields (a JSON patch).
+    let legacy = settings("{ mode: fast }").replace("settings", "legacy");
+    kubectl.ok_with_input(&["apply", "-f", "-"], &legacy);
+    let moved = kubectl.ok_with_input(&["apply", "--server-side", "-f", "-"], &legacy);
+    assert_eq!(moved, "configmap/legacy serverside-applied\n");
+    let managers = kubectl.ok(&[
+        "get",
+        "cm",
+        "legacy",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.split(' ').any(|m| m == "kubectl"), "{managers}");
+}

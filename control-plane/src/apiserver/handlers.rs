@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use skiff_api::selector::{FieldSelector, Selector};
 
+use super::apply::{self, Applier, Ownership, Scope};
 use super::bounded;
 use super::error::{ApiError, ApiResult};
 use super::object::{
@@ -158,12 +159,25 @@ impl From<ApiError> for Attempt {
     }
 }
 
-/// The object an update is for, and whether it is only tried.
+/// The object an update is for, whether it is only tried, and how it is recorded in
+/// the managed fields.
 struct UpdateTarget<'a> {
     namespace: Option<&'a str>,
     name: &'a str,
     part: Part,
     dry_run: bool,
+    ownership: &'a Ownership,
+}
+
+/// A server-side apply: what is applied, to which object, by whom.
+pub struct ApplyRequest<'a> {
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+    pub part: Part,
+    /// The applied configuration, checked by [`apply::check_config`].
+    pub config: &'a Value,
+    pub applier: &'a Applier,
+    pub dry_run: bool,
 }
 
 /// What a mutation wants written, and the revision the caller required, if any.
@@ -294,7 +308,8 @@ impl ApiServer {
         namespace: Option<&str>,
         object: Value,
     ) -> ApiResult<Value> {
-        self.create_object_as(rt, namespace, object, false).await
+        self.create_object_as(rt, namespace, object, false, &Ownership::server())
+            .await
     }
 
     /// Creates an object; with `dry_run`, goes through every step of a create — type,
@@ -305,12 +320,15 @@ impl ApiServer {
     /// are taken from the allocator exactly as a real create takes them, so the answer
     /// holds an address that was free and a requested one is checked, and given back
     /// before the answer goes out: nothing stays allocated.
+    ///
+    /// The creator is recorded in the managed fields as `ownership` says.
     pub(crate) async fn create_object_as(
         &self,
         rt: &ResourceType,
         namespace: Option<&str>,
         mut object: Value,
         dry_run: bool,
+        ownership: &Ownership,
     ) -> ApiResult<Value> {
         check_type(rt, &mut object)?;
         let meta = meta_mut(&mut object)?;
@@ -365,7 +383,7 @@ impl ApiServer {
         // Addresses are taken before the write and given back if it fails.
         let taken = self.allocate(rt, &mut object).await?;
         let created = self
-            .create_with_name(rt, namespace, object, generate, dry_run)
+            .create_with_name(rt, namespace, object, generate, dry_run, ownership)
             .await;
         if created.is_err() || dry_run {
             self.release(rt, &taken).await;
@@ -382,6 +400,7 @@ impl ApiServer {
         object: Value,
         generate: bool,
         dry_run: bool,
+        ownership: &Ownership,
     ) -> ApiResult<Value> {
         for _ in 0..8 {
             let mut candidate = object.clone();
@@ -394,7 +413,14 @@ impl ApiServer {
                     Value::String(format!("{prefix}{}", object::random_suffix())),
                 );
             }
-            let candidate = rt.normalize(candidate, None)?;
+            let mut candidate = rt.normalize(candidate, None)?;
+            if let Ownership::Update(writer) = ownership {
+                let given = candidate.pointer("/metadata/managedFields").cloned();
+                let scope = Scope::of(rt, Part::Main);
+                let managed =
+                    apply::record_update(rt, scope, None, &candidate, given.as_ref(), writer);
+                apply::set_managed_fields(&mut candidate, managed);
+            }
             let name = name_of(&candidate).to_string();
             let key = rt.key(namespace, Some(&name));
             if dry_run {
@@ -494,12 +520,15 @@ impl ApiServer {
         part: Part,
         mutate: impl Fn(&Value) -> ApiResult<Desired>,
     ) -> ApiResult<Value> {
-        self.update_object_as(rt, namespace, name, part, false, mutate)
+        let ownership = Ownership::server();
+        self.update_object_as(rt, namespace, name, part, false, &ownership, mutate)
             .await
     }
 
     /// [`Self::update_object`]; with `dry_run`, everything but the write: the answer is
-    /// the object as it would be stored, at the revision it has now.
+    /// the object as it would be stored, at the revision it has now. The writer is
+    /// recorded in the managed fields as `ownership` says.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_object_as(
         &self,
         rt: &ResourceType,
@@ -507,6 +536,7 @@ impl ApiServer {
         name: &str,
         part: Part,
         dry_run: bool,
+        ownership: &Ownership,
         mutate: impl Fn(&Value) -> ApiResult<Desired>,
     ) -> ApiResult<Value> {
         let mut attempts = Attempts::new();
@@ -519,12 +549,71 @@ impl ApiServer {
                 name,
                 part,
                 dry_run,
+                ownership,
             };
             match self.try_update(rt, target, &kv, current, desired).await {
                 Ok(object) => return Ok(object),
                 Err(Attempt::Raced) if !conditional => continue,
                 Err(Attempt::Raced) => return Err(ApiError::modified(rt, name)),
                 Err(Attempt::Failed(error)) => return Err(error),
+            }
+        }
+        Err(ApiError::modified(rt, name))
+    }
+
+    /// Server-side apply (`PATCH` with `application/apply-patch+yaml`): merges the
+    /// configuration into the object and records the applier's fields (see [`apply`]);
+    /// creates the object when there is none, as Kubernetes does. `admit` checks the
+    /// object that would be written. Answers the object and whether it was created.
+    pub(crate) async fn apply_object(
+        &self,
+        rt: &ResourceType,
+        request: ApplyRequest<'_>,
+        admit: impl Fn(&Value) -> ApiResult<()>,
+    ) -> ApiResult<(Value, bool)> {
+        let ApplyRequest {
+            namespace,
+            name,
+            part,
+            config,
+            applier,
+            dry_run,
+        } = request;
+        let scope = Scope::of(rt, part);
+        let mut attempts = Attempts::new();
+        while attempts.next().await {
+            let updated = self
+                .update_object_as(
+                    rt,
+                    namespace,
+                    name,
+                    part,
+                    dry_run,
+                    &Ownership::Applied,
+                    |current| {
+                        let merged = apply::apply(rt, scope, Some(current), config, applier)?;
+                        admit(&merged)?;
+                        let precondition = patch_precondition(current, &merged)?;
+                        Ok(Desired {
+                            object: merged,
+                            precondition,
+                        })
+                    },
+                )
+                .await;
+            match updated {
+                Err(error) if error.reason == "NotFound" && part == Part::Main => {}
+                other => return other.map(|object| (object, false)),
+            }
+            let object = apply::apply(rt, scope, None, config, applier)?;
+            admit(&object)?;
+            match self
+                .create_object_as(rt, namespace, object, dry_run, &Ownership::Applied)
+                .await
+            {
+                // Created meanwhile: apply to what is there.
+                Err(error) if error.reason == "AlreadyExists" => continue,
+                other => return other.map(|object| (object, true)),
             }
         }
         Err(ApiError::modified(rt, name))
@@ -622,12 +711,15 @@ impl ApiServer {
             name,
             part,
             dry_run,
+            ownership,
         } = target;
         if desired.precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(Attempt::Raced);
         }
         let mut new = desired.object;
         check_type(rt, &mut new)?;
+        // The managed fields the request carries: an apply's, or a client's own edit.
+        let given_managed = new.pointer("/metadata/managedFields").cloned();
         if name_of(&new) != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -725,6 +817,15 @@ impl ApiServer {
                 + 1;
             meta_mut(&mut new)?.insert("generation".into(), json!(generation));
         }
+        let managed = match ownership {
+            Ownership::Applied => given_managed,
+            Ownership::Update(writer) => {
+                // Through a subresource, the request's managed fields are not its to set.
+                let given = given_managed.as_ref().filter(|_| part == Part::Main);
+                apply::record_update(rt, Scope::of(rt, part), Some(&old), &new, given, writer)
+            }
+        };
+        apply::set_managed_fields(&mut new, managed);
         let key = rt.key(namespace, Some(name));
         if dry_run {
             // What a real update would answer; deletion due or not, nothing changes.
@@ -1096,7 +1197,7 @@ pub fn apply_patch(
 ) -> ApiResult<Value> {
     let mut patched = current.clone();
     match format {
-        BodyFormat::MergePatch | BodyFormat::ApplyPatch => {
+        BodyFormat::MergePatch => {
             let patch = super::request::decode_body(body, format)?;
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
@@ -1163,6 +1264,13 @@ pub fn apply_patch(
         BodyFormat::Json | BodyFormat::Yaml => {
             return Err(ApiError::unsupported_media_type(
                 "a patch needs application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json",
+            ));
+        }
+        // An apply is not a patch of the object (see `ApiServer::apply_object`); on a
+        // subresource that has no object of its own (a Scale) there is none.
+        BodyFormat::ApplyPatch => {
+            return Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml",
             ));
         }
     }

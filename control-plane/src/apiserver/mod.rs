@@ -7,6 +7,7 @@
 //! JSON values and route each write through the kind's typed defaults and validation.
 
 pub mod allocator;
+mod apply;
 pub mod auth;
 pub mod authz;
 pub mod bounded;
@@ -48,9 +49,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
 
+use self::apply::{Applier, Ownership, Writer};
 use self::auth::Authenticator;
 use self::error::{ApiError, ApiResult};
-use self::handlers::{Desired, Part, apply_patch, patch_precondition, put_desired, success_status};
+use self::handlers::{
+    ApplyRequest, Desired, Part, apply_patch, patch_precondition, put_desired, success_status,
+};
 use self::registry::Registry;
 use self::request::{
     BodyFormat, Params, ResourcePath, Target, WriteOptions, decode_body, read_body,
@@ -357,11 +361,12 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         (&Method::GET, None, None) => server.serve_list(rt, ns, &params, &parts.headers).await,
         (&Method::POST, None, None) => {
             let write = WriteOptions::parse(&params, "CreateOptions")?;
+            let writer = writer(&parts, &params, "CreateOptions", Part::Main)?;
             let object = body_object(&server, &parts.headers, body).await?;
             let (object, warnings) = fields::check(rt, object, write.field_validation)?;
             escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
             let created = server
-                .create_object_as(rt, ns, object, write.dry_run)
+                .create_object_as(rt, ns, object, write.dry_run, &Ownership::Update(writer))
                 .await?;
             let response = (StatusCode::CREATED, axum::Json(created)).into_response();
             Ok(fields::with_warnings(response, &warnings))
@@ -392,12 +397,13 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("finalize"))) => {
             let write = WriteOptions::parse(&params, "UpdateOptions")?;
             let part = part_of(rt, sub)?;
+            let ownership = Ownership::Update(writer(&parts, &params, "UpdateOptions", part)?);
             let object = body_object(&server, &parts.headers, body).await?;
             let (object, warnings) = fields::check(rt, object, write.field_validation)?;
             let desired = put_desired(&object)?;
             escalation::check(&server.access.snapshot(), user(&parts), rt, ns, &object)?;
             let updated = server
-                .update_object_as(rt, ns, name, part, write.dry_run, |_| {
+                .update_object_as(rt, ns, name, part, write.dry_run, &ownership, |_| {
                     Ok(Desired {
                         object: desired.object.clone(),
                         precondition: desired.precondition,
@@ -410,11 +416,41 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             let write = WriteOptions::parse(&params, "PatchOptions")?;
             let part = part_of(rt, sub)?;
             let format = BodyFormat::from_headers(&parts.headers)?;
+            let writer = writer(&parts, &params, "PatchOptions", part)?;
             let bytes = read_body(body, server.config.max_body_bytes).await?;
+            if format == BodyFormat::ApplyPatch {
+                let mut config = decode_body(&bytes, format)?;
+                let force = request::patch_force(&params, format)?;
+                apply::check_config(rt, name, &mut config)?;
+                let (config, warnings) = fields::check(rt, config, write.field_validation)?;
+                let applier = Applier { writer, force };
+                let request = ApplyRequest {
+                    namespace: ns,
+                    name,
+                    part,
+                    config: &config,
+                    applier: &applier,
+                    dry_run: write.dry_run,
+                };
+                let (object, created) = server
+                    .apply_object(rt, request, |merged| {
+                        escalation::check(&server.access.snapshot(), user(&parts), rt, ns, merged)
+                    })
+                    .await?;
+                let code = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
+                let response = (code, axum::Json(object)).into_response();
+                return Ok(fields::with_warnings(response, &warnings));
+            }
+            request::patch_force(&params, format)?;
+            let ownership = Ownership::Update(writer);
             // The warnings of the attempt that was written (a retried attempt has its own).
             let warnings = std::sync::Mutex::new(Vec::new());
             let updated = server
-                .update_object_as(rt, ns, name, part, write.dry_run, |current| {
+                .update_object_as(rt, ns, name, part, write.dry_run, &ownership, |current| {
                     let patched =
                         apply_patch(rt, current, &bytes, format, server.config.max_body_bytes)?;
                     let (patched, found) = fields::check(rt, patched, write.field_validation)?;
@@ -473,15 +509,21 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
             logs::pod_log(&server, rt, ns, name, params).await
         }
         (method, Some(name), Some("scale")) if rt.scalable => {
+            let options_kind = match *method {
+                Method::PUT => "UpdateOptions",
+                _ => "PatchOptions",
+            };
             let write = match *method {
-                Method::PUT => WriteOptions::parse(&params, "UpdateOptions")?,
-                Method::PATCH => WriteOptions::parse(&params, "PatchOptions")?,
+                Method::PUT | Method::PATCH => WriteOptions::parse(&params, options_kind)?,
                 _ => WriteOptions::default(),
             };
+            let mut writer = writer(&parts, &params, options_kind, Part::Main)?;
+            writer.subresource = Some("scale");
             let request = ScaleRequest {
                 method,
                 headers: &parts.headers,
                 dry_run: write.dry_run,
+                ownership: Ownership::Update(writer),
             };
             scale(&server, rt, ns, name, request, body).await
         }
@@ -523,6 +565,23 @@ async fn serve_port_forward(
         }
         _ => Err(ApiError::path_not_found(&path)),
     }
+}
+
+/// Who makes a write through `part`, for the managed fields (see [`apply`]).
+fn writer(
+    parts: &axum::http::request::Parts,
+    params: &Params,
+    options_kind: &str,
+    part: Part,
+) -> ApiResult<Writer> {
+    Ok(Writer {
+        manager: request::field_manager(params, &parts.headers, options_kind)?,
+        subresource: match part {
+            Part::Main => None,
+            Part::Status => Some("status"),
+            Part::Finalize => Some("finalize"),
+        },
+    })
 }
 
 /// The authenticated caller of a request.
@@ -647,11 +706,12 @@ async fn bind(
     Ok((StatusCode::CREATED, axum::Json(success_status(None))).into_response())
 }
 
-/// How a `scale` subresource is called: its method, headers and `dryRun`.
+/// How a `scale` subresource is called: its method, headers, `dryRun` and writer.
 struct ScaleRequest<'a> {
     method: &'a Method,
     headers: &'a HeaderMap,
     dry_run: bool,
+    ownership: Ownership,
 }
 
 /// `deployments/NAME/scale`, `replicasets/NAME/scale`: read or set `spec.replicas`.
@@ -667,6 +727,7 @@ async fn scale(
         method,
         headers,
         dry_run,
+        ownership,
     } = request;
     let to_scale = |object: &Value| {
         let selector = object
@@ -704,7 +765,7 @@ async fn scale(
                 decode_body(&bytes, format)?
             };
             server
-                .update_object_as(rt, ns, name, Part::Main, dry_run, |current| {
+                .update_object_as(rt, ns, name, Part::Main, dry_run, &ownership, |current| {
                     let current_scale = to_scale(current);
                     let wanted = if is_patch {
                         apply_patch(

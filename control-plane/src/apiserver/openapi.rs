@@ -6,8 +6,9 @@
 //! `patchMergeKey`/`patchStrategy` tags are added from [`PATCH_TAGS`]. kubectl reads the
 //! documents for `explain`, to compute client-side `apply` patches, and to learn that the
 //! server validates fields itself (`fieldValidation` on every PATCH). The server reads
-//! the same schemas to find unknown fields (see [`super::fields`]) and to apply strategic
-//! merge patches (see [`super::strategic`]).
+//! the same schemas to find unknown fields (see [`super::fields`]), to apply strategic
+//! merge patches (see [`super::strategic`]) and for server-side apply (see
+//! [`super::apply`]: the list types derived from the merge keys, and [`ATOMIC`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -49,6 +50,23 @@ pub const PATCH_TAGS: &[(&str, &str, Option<&str>, &str)] = &[
     ("DeploymentStatus", "conditions", Some("type"), "merge"),
     ("ReplicaSetStatus", "conditions", Some("type"), "merge"),
     ("JobStatus", "conditions", Some("type"), "merge"),
+];
+
+/// Types and fields server-side apply treats as one value (Kubernetes' `+structType=atomic`
+/// and `+mapType=atomic`): an applier owns the whole selector, not each of its labels.
+/// (type, field): `None` marks the type itself; the schemas carry
+/// `x-kubernetes-map-type: atomic`, as Kubernetes' documents do.
+pub const ATOMIC: &[(&str, Option<&str>)] = &[
+    ("LabelSelector", None),
+    ("LocalObjectReference", None),
+    ("ConfigMapKeySelector", None),
+    ("SecretKeySelector", None),
+    ("ObjectFieldSelector", None),
+    ("ResourceFieldSelector", None),
+    ("NodeSelector", None),
+    ("NodeSelectorTerm", None),
+    ("PodSpec", Some("nodeSelector")),
+    ("ServiceSpec", Some("selector")),
 ];
 
 /// Where component schemas are referred to from.
@@ -152,6 +170,17 @@ impl Catalog {
                 continue; // the tests check that every tag finds its field
             };
             tag_property(property, *key, strategy);
+        }
+        for (type_name, field) in ATOMIC {
+            let pointer = field
+                .map(|f| format!("/properties/{f}"))
+                .unwrap_or_default();
+            if let Some(Value::Object(schema)) = components
+                .get_mut(*type_name)
+                .and_then(|c| c.pointer_mut(&pointer))
+            {
+                schema.insert("x-kubernetes-map-type".into(), json!("atomic"));
+            }
         }
         for ((group, version, kind), name) in &kinds {
             if let Some(component) = components.get_mut(name) {
@@ -336,7 +365,9 @@ fn unwrap_lines(text: &str) -> String {
         .join("\n\n")
 }
 
-/// Puts a merge key and strategy on a property, as Kubernetes' documents carry them.
+/// Puts a merge key and strategy on a property, as Kubernetes' documents carry them, and
+/// the list type server-side apply merges by: a list merged by key is a `map` keyed by it,
+/// one merged without a key a `set`. (Lists with neither are `atomic`, the default.)
 fn tag_property(property: &mut Value, key: Option<&str>, strategy: &str) {
     let Value::Object(map) = property else {
         return;
@@ -350,6 +381,18 @@ fn tag_property(property: &mut Value, key: Option<&str>, strategy: &str) {
         map.insert("x-kubernetes-patch-merge-key".into(), json!(key));
     }
     map.insert("x-kubernetes-patch-strategy".into(), json!(strategy));
+    let merged = strategy.split(',').any(|s| s.trim() == "merge");
+    if merged && map.get("type").and_then(Value::as_str) == Some("array") {
+        match key {
+            Some(key) => {
+                map.insert("x-kubernetes-list-type".into(), json!("map"));
+                map.insert("x-kubernetes-list-map-keys".into(), json!([key]));
+            }
+            None => {
+                map.insert("x-kubernetes-list-type".into(), json!("set"));
+            }
+        }
+    }
 }
 
 /// `api/v1` or `apis/apps/v1`: where a group version's document is, under `/openapi/v3/`.
@@ -575,6 +618,32 @@ mod tests {
                     "{type_name}.{field}: items have no {key}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn lists_merged_by_key_are_list_maps_and_atomic_types_are_marked() {
+        let catalog = Catalog::get();
+        let containers = &catalog.components["PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
+        let finalizers = &catalog.components["ObjectMeta"]["properties"]["finalizers"];
+        assert_eq!(finalizers["x-kubernetes-list-type"], "set");
+        let tolerations = &catalog.components["PodSpec"]["properties"]["tolerations"];
+        assert!(
+            tolerations.get("x-kubernetes-list-type").is_none(),
+            "atomic"
+        );
+        for (type_name, field) in ATOMIC {
+            let pointer = field
+                .map(|f| format!("/properties/{f}"))
+                .unwrap_or_default();
+            let schema = catalog
+                .components
+                .get(*type_name)
+                .and_then(|c| c.pointer(&pointer))
+                .unwrap_or_else(|| panic!("{type_name} {field:?} is not in the catalog"));
+            assert_eq!(schema["x-kubernetes-map-type"], "atomic", "{type_name}");
         }
     }
 

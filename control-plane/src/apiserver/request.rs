@@ -136,6 +136,10 @@ pub struct Params {
     pub dry_run: Option<String>,
     /// What a write does with fields the kind does not have: `Ignore`, `Warn` or `Strict`.
     pub field_validation: Option<String>,
+    /// Who makes a write, for `metadata.managedFields`; required for an apply.
+    pub field_manager: Option<String>,
+    /// An apply takes fields over from their other managers rather than conflicting.
+    pub force: Option<String>,
 }
 
 impl Params {
@@ -237,6 +241,99 @@ impl WriteOptions {
             },
         })
     }
+}
+
+/// The most bytes a field manager's name may have, as in Kubernetes.
+const FIELD_MANAGER_MAX_LENGTH: usize = 128;
+
+/// Who makes a write, as Kubernetes names it in `metadata.managedFields`: the
+/// `fieldManager` parameter (checked: at most 128 bytes, printable), else the program
+/// name of the User-Agent (`kubectl/v1.30.0 (linux/amd64)` is `kubectl`).
+pub fn field_manager(
+    params: &Params,
+    headers: &HeaderMap,
+    options_kind: &str,
+) -> ApiResult<String> {
+    let errors = field_manager_errors(params.field_manager.as_deref().unwrap_or(""));
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_options(options_kind, &errors));
+    }
+    match params.field_manager.as_deref().filter(|m| !m.is_empty()) {
+        Some(manager) => Ok(manager.to_string()),
+        None => Ok(user_agent_program(
+            headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )),
+    }
+}
+
+fn field_manager_errors(manager: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if manager.len() > FIELD_MANAGER_MAX_LENGTH {
+        errors.push(FieldError::too_long(
+            "fieldManager",
+            FIELD_MANAGER_MAX_LENGTH,
+        ));
+    }
+    if let Some(index) = manager.chars().position(char::is_control) {
+        errors.push(FieldError::invalid(
+            "fieldManager",
+            manager,
+            format!("invalid characters at index {index}"),
+        ));
+    }
+    errors
+}
+
+/// What comes before the first `/` of a User-Agent, without unprintable characters and
+/// cut at 128 bytes (Kubernetes' `prefixFromUserAgent`).
+fn user_agent_program(user_agent: &str) -> String {
+    let mut program = String::new();
+    for c in user_agent.split('/').next().unwrap_or("").chars() {
+        if c.is_control() {
+            continue;
+        }
+        if program.len() + c.len_utf8() > FIELD_MANAGER_MAX_LENGTH {
+            break;
+        }
+        program.push(c);
+    }
+    program
+}
+
+/// Whether a patch is forced (`force`), checked as Kubernetes checks `PatchOptions`:
+/// `force` only for an apply, and an apply names its `fieldManager`.
+pub fn patch_force(params: &Params, format: BodyFormat) -> ApiResult<bool> {
+    let apply = format == BodyFormat::ApplyPatch;
+    let force = match params.force.as_deref() {
+        None | Some("") => None,
+        Some("true" | "True" | "TRUE" | "t" | "T" | "1") => Some(true),
+        Some("false" | "False" | "FALSE" | "f" | "F" | "0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "force: invalid value {other:?}: must be true or false"
+            )));
+        }
+    };
+    let mut errors = Vec::new();
+    if !apply && force.is_some() {
+        errors.push(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if apply && params.field_manager.as_deref().is_none_or(str::is_empty) {
+        errors.push(FieldError::required(
+            "fieldManager",
+            "is required for apply patch",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_options("PatchOptions", &errors));
+    }
+    Ok(force.unwrap_or(false))
 }
 
 /// Whether `dryRun` (a query parameter, or `DeleteOptions.dryRun`) asks for a dry run:
@@ -349,6 +446,72 @@ pub fn decode_body(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
         },
         limit => ApiError::bad_request(format!("the request body is {limit}")),
     })
+}
+
+#[cfg(test)]
+mod field_manager_tests {
+    use super::*;
+
+    fn params(query: &str) -> Params {
+        Params::parse(Some(query)).unwrap()
+    }
+
+    #[test]
+    fn the_manager_is_the_parameter_else_the_user_agents_program() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::USER_AGENT,
+            "kubectl/v1.30.0 (linux/amd64) kubernetes/abc"
+                .parse()
+                .unwrap(),
+        );
+        let manager = field_manager(
+            &params("fieldManager=kubectl-edit"),
+            &headers,
+            "UpdateOptions",
+        );
+        assert_eq!(manager.unwrap(), "kubectl-edit");
+        assert_eq!(
+            field_manager(&params(""), &headers, "UpdateOptions").unwrap(),
+            "kubectl"
+        );
+        assert_eq!(
+            field_manager(&params(""), &HeaderMap::new(), "UpdateOptions").unwrap(),
+            ""
+        );
+        let long = format!("fieldManager={}", "m".repeat(129));
+        let error = field_manager(&params(&long), &headers, "CreateOptions").unwrap_err();
+        assert_eq!(error.code, 422);
+        assert_eq!(
+            error.message,
+            "CreateOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: must have at most 128 bytes"
+        );
+    }
+
+    #[test]
+    fn an_apply_needs_a_manager_and_only_an_apply_may_force() {
+        let error = patch_force(&params(""), BodyFormat::ApplyPatch).unwrap_err();
+        assert_eq!(
+            error.message,
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+        );
+        let error = patch_force(&params("force=true"), BodyFormat::MergePatch).unwrap_err();
+        assert_eq!(error.code, 422);
+        assert!(
+            error
+                .message
+                .contains("force: Forbidden: may not be specified for non-apply patch")
+        );
+        assert!(
+            patch_force(
+                &params("fieldManager=me&force=true"),
+                BodyFormat::ApplyPatch
+            )
+            .unwrap()
+        );
+        assert!(!patch_force(&params("fieldManager=me"), BodyFormat::ApplyPatch).unwrap());
+        assert!(!patch_force(&params(""), BodyFormat::MergePatch).unwrap());
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod limits;
 mod openapi;
 mod reviews;
 mod scheduler;
+mod server_side_apply;
 mod strategic_patch;
 mod support;
 mod tables;
