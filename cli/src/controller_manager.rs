@@ -48,11 +48,12 @@ pub async fn run(args: ControllerManagerArgs) -> Result<()> {
     if args.retry_period.is_zero() || args.retry_period >= args.renew_deadline {
         bail!("--retry-period must be more than zero and shorter than --renew-deadline");
     }
-    let config = crate::kubeconfig::client_config(
+    let mut config = crate::kubeconfig::client_config(
         &args.server,
         &args.token,
         args.certificate_authority.as_deref(),
     )?;
+    config.user_agent = crate::server::user_agent("skiff-controller-manager");
     let client = skiff_client::Client::new(config)?;
     let mut controllers = ControllerConfig::default();
     if let Some(election) = controllers.leader_election.as_mut() {

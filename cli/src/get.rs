@@ -40,6 +40,10 @@ pub struct GetArgs {
     /// After listing, watch for changes and print them.
     #[arg(short = 'w', long)]
     pub watch: bool,
+    /// Keep `metadata.managedFields` in YAML and JSON output (left out by default, as
+    /// kubectl does: they are for server-side apply, not for reading).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,13 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Leaves `metadata.managedFields` out of an object.
+fn hide_managed_fields(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+}
+
 pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
     let output = Output::parse(args.output.as_deref())?;
     let kinds = Kinds::discover(api).await?;
@@ -108,7 +119,7 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
     let ns = namespace.as_deref();
     let show_namespace = kind.namespaced && args.scope.all_namespaces;
 
-    let (items, resource_version) = if args.names.is_empty() {
+    let (mut items, resource_version) = if args.names.is_empty() {
         let mut path = kind.path(ns, None);
         let q = query(&args.selector, &args.field_selector);
         if !q.is_empty() {
@@ -129,6 +140,9 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
         (items, String::new())
     };
 
+    if !args.show_managed_fields {
+        items.iter_mut().for_each(hide_managed_fields);
+    }
     match output {
         Output::Yaml if args.names.len() == 1 => out!("{}", serde_yaml::to_string(&items[0])?),
         Output::Json if args.names.len() == 1 => {
@@ -187,7 +201,11 @@ pub async fn get(api: &Api, args: GetArgs) -> Result<u8> {
                         .unwrap_or("unknown error")
                 );
             }
-            let object = &event["object"];
+            let mut object = event["object"].clone();
+            if !args.show_managed_fields {
+                hide_managed_fields(&mut object);
+            }
+            let object = &object;
             match output {
                 Output::Table { wide } => {
                     let (_, rows) =

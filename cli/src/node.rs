@@ -76,11 +76,12 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: NodeArgs) -> Result<()> {
     let name = args.node.name.clone().unwrap_or_else(host_name);
     let credential = credential(&args, &name).await?;
-    let config = crate::kubeconfig::client_config(
+    let mut config = crate::kubeconfig::client_config(
         &args.server,
         &credential.token,
         args.certificate_authority.as_deref(),
     )?;
+    config.user_agent = crate::server::user_agent("skiff-node");
     let client = skiff_client::Client::new(config)?;
     tokio::select! {
         result = run_agent(client, &credential, &args.data_dir, &args.node) => result,

@@ -242,7 +242,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let mut client_config = skiff_client::Config::new(&url)?;
     client_config.token = Some(token.clone());
     client_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
-    let client = skiff_client::Client::new(client_config)?;
+    // Each under its own name, which the API server records as the manager of its writes.
+    let client_as = |program: &str| {
+        let mut config = client_config.clone();
+        config.user_agent = user_agent(program);
+        skiff_client::Client::new(config)
+    };
+    let client = client_as("skiff-apiserver")?;
     // Stable across restarts, so a restarted server takes its own leases back at once;
     // distinct per data directory, so servers sharing a store elect one leader.
     let election = LeaderElectionConfig {
@@ -254,7 +260,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     let identity = election.identity.clone();
     let scheduler = tokio::spawn(skiff_control_plane::scheduler::run(
-        client.clone(),
+        client_as("skiff-scheduler")?,
         SchedulerConfig {
             leader_election: Some(LeaderElectionConfig {
                 name: skiff_control_plane::scheduler::LEASE_NAME.into(),
@@ -271,7 +277,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             ..ControllerConfig::default()
         };
         Some(tokio::spawn(skiff_control_plane::controllers::run(
-            client.clone(),
+            client_as("skiff-controller-manager")?,
             config,
         )))
     };
@@ -292,6 +298,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let mut node_config = skiff_client::Config::new(&url)?;
         node_config.token = Some(credential.token.clone());
         node_config.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
+        node_config.user_agent = user_agent("skiff-node");
         let node_client = skiff_client::Client::new(node_config);
         let data_dir = args.data_dir.join("node");
         let options = args.node.clone();
@@ -453,6 +460,11 @@ impl EtcdTlsArgs {
             identity,
         }))
     }
+}
+
+/// `PROGRAM/VERSION`, the `User-Agent` of one of skiff's programs.
+pub fn user_agent(program: &str) -> String {
+    format!("{program}/{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// This server's name among control planes: made at first start, kept in the data dir.

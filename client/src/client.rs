@@ -93,7 +93,8 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(config.connect_timeout.min(config.timeout))
-            .danger_accept_invalid_certs(config.accept_invalid_certs);
+            .danger_accept_invalid_certs(config.accept_invalid_certs)
+            .user_agent(&config.user_agent);
         if let Some(pem) = &config.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| Error::config("the CA certificate is not valid PEM", e))?;

@@ -50,7 +50,14 @@ pub struct Config {
     /// Namespace of [`Api::default_namespaced`](crate::Api::default_namespaced): the
     /// context's namespace, or `default`.
     pub default_namespace: String,
+    /// The `User-Agent` of every request, `PROGRAM/VERSION`: the API server records
+    /// PROGRAM as the field manager of writes that name none (as Kubernetes records
+    /// `kube-controller-manager` or `kubectl-edit`). Default [`DEFAULT_USER_AGENT`].
+    pub user_agent: String,
 }
+
+/// What a client calls itself unless told otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("skiff/", env!("CARGO_PKG_VERSION"));
 
 impl Config {
     /// A configuration for `server` with no credentials and the defaults.
@@ -65,6 +72,7 @@ impl Config {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             default_namespace: DEFAULT_NAMESPACE.to_string(),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
         })
     }
 

@@ -43,9 +43,39 @@ fn image_of_ticks(kubectl: &Kubectl) -> String {
 #[test]
 fn logs_scale_rollout_history_undo_and_cascading_deletes() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, kubectl) = cluster(dir.path());
+    let (server, kubectl) = cluster(dir.path());
     kubectl.ok_with_input(&["create", "-f", "-"], &ticks(&ticker()));
     kubectl.ok(&["rollout", "status", "deployment/ticks", "--timeout=90s"]);
+
+    // Each of skiff's programs writes under its own name, as Kubernetes' do.
+    let managers = |kind: &str| {
+        kubectl.ok(&[
+            "get",
+            kind,
+            "-l",
+            "app=ticks",
+            "-o",
+            "jsonpath={.items[*].metadata.managedFields[*].manager}",
+        ])
+    };
+    assert!(managers("replicasets").contains("skiff-controller-manager"));
+    assert!(
+        managers("pods").contains("skiff-node"),
+        "{}",
+        managers("pods")
+    );
+    // `skiff get -o yaml` leaves managedFields out unless asked, as kubectl does.
+    let yaml = server.cli(&["get", "deployment", "ticks", "-o", "yaml"]);
+    assert!(!String::from_utf8_lossy(&yaml.stdout).contains("managedFields"));
+    let shown = server.cli(&[
+        "get",
+        "deployment",
+        "ticks",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("managedFields"));
 
     // `logs deployment/NAME` picks one of its pods; `-f` streams until stopped.
     kubectl.wait_for_output(
