@@ -1,6 +1,7 @@
 //! The node agent's own small HTTP API: container logs, for the API server to proxy
-//! (`pods/NAME/log`). It answers only callers holding the node API token, which the API
-//! server has; nothing else of the node is reachable through it.
+//! (`pods/NAME/log`), port-forward, and the running containers' usage for the metrics API
+//! (`/stats/summary`, see [`crate::stats`]). It answers only callers holding the node API
+//! token, which the API server has; nothing else of the node is reachable through it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,6 +38,7 @@ pub fn router(ctx: Arc<NodeContext>) -> Router {
             get(container_logs),
         )
         .route("/portForward/{namespace}/{pod}", get(port_forward))
+        .route("/stats/summary", get(stats_summary))
         .route("/healthz", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(ctx.clone(), authenticate))
         .with_state(ctx)
@@ -82,6 +84,11 @@ fn not_here(namespace: &str, name: &str) -> Response {
         format!("pod {namespace}/{name} is not on this node"),
     )
         .into_response()
+}
+
+/// What the node's pods use now, for the API server's metrics API.
+async fn stats_summary(State(ctx): State<Arc<NodeContext>>) -> Response {
+    axum::Json(ctx.stats.summary(&ctx.config.name, ctx.config.stats_period)).into_response()
 }
 
 /// The query of a port-forward request.

@@ -3,7 +3,8 @@
 //! It registers its Node, heartbeats through a Lease, watches only the pods bound to it
 //! (field selector `spec.nodeName`), and keeps one worker per pod that runs the pod's
 //! containers on the wasm runtime and reports their status (see [`pod`]). It talks only
-//! to the API server.
+//! to the API server. Its own API (logs, port-forward, the containers' usage in
+//! [`stats`]) answers only the API server.
 
 pub mod api;
 pub mod certificate;
@@ -20,6 +21,7 @@ mod register;
 mod serve;
 mod services;
 mod sources;
+pub mod stats;
 mod udp;
 mod volumes;
 
@@ -86,6 +88,9 @@ pub struct NodeConfig {
     /// Whether pods may connect beyond the cluster (egress through real sockets). Default
     /// true, as in Kubernetes; a pod may deny itself with an annotation.
     pub allow_egress: bool,
+    /// How often each running container's CPU and memory are read for the metrics API
+    /// (`kubectl top`): the CPU shown is the average over the last period. Default 10 s.
+    pub stats_period: Duration,
 }
 
 impl NodeConfig {
@@ -109,6 +114,7 @@ impl NodeConfig {
             labels: Default::default(),
             module_ca_file: None,
             allow_egress: true,
+            stats_period: stats::DEFAULT_PERIOD,
         }
     }
 }
@@ -132,6 +138,8 @@ pub struct NodeContext {
     pub network: skiff_runtime::VirtualNetwork,
     /// What lies beyond this node's pods: Services, other nodes, egress.
     pub outside: Arc<network::NodeNetwork>,
+    /// The running containers' CPU and memory, for the metrics API.
+    pub stats: stats::Stats,
 }
 
 impl NodeContext {
@@ -217,6 +225,7 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         pod_ips: std::sync::Mutex::new(None),
         network: pod_network.clone(),
         outside,
+        stats: stats::Stats::default(),
         config,
         client,
         runtime,
@@ -281,7 +290,8 @@ pub async fn run(config: NodeConfig, client: Client, runtime: Runtime) -> Result
         fabric_tls,
     );
     let cluster = watch_cluster(ctx.clone());
-    tokio::join!(serve_api, heartbeat, sync, fabric, cluster);
+    let sampler = ctx.stats.clone().run_sampler(ctx.config.stats_period);
+    tokio::join!(serve_api, heartbeat, sync, fabric, cluster, sampler);
     Ok(())
 }
 

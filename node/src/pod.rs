@@ -742,6 +742,8 @@ async fn run_once(
         Ok(running) => Arc::new(running),
         Err(error) => return Some(failed(status, error.to_string())),
     };
+    // Its CPU and memory, for the metrics API, while it runs.
+    let _usage = ctx.stats.track(pod, &container.name, running.usage_meter());
     // A wasi:http service is served on its ports in the pod network, where Services,
     // other pods and its probes reach it like any guest listener.
     let _serving = if running.kind() == WorkloadKind::HttpService

@@ -10,7 +10,7 @@ use wasmtime_wasi::I32Exit;
 
 use crate::engine::Runtime;
 use crate::http::HttpService;
-use crate::limits::{Cpu, KilledError, MemoryLimiter};
+use crate::limits::{Cpu, KilledError, MemoryGauge, MemoryLimiter};
 use crate::spec::{ContainerSpec, ExitStatus};
 use crate::wasi::{self, P1Host, P2Host};
 use crate::workload::{Pre, Workload, WorkloadKind};
@@ -43,6 +43,8 @@ pub struct Container {
     kind: WorkloadKind,
     status: Arc<watch::Sender<Option<ExitStatus>>>,
     pub(crate) cpu: Arc<Cpu>,
+    /// What its instances' memories and tables hold, for [`Container::usage`].
+    memory: Arc<MemoryGauge>,
     /// The guest's task (commands); aborted on drop.
     task: Option<AbortOnDrop>,
     /// Per-request instances (HTTP services).
@@ -56,6 +58,40 @@ impl std::fmt::Debug for Container {
             .field("kind", &self.kind)
             .field("status", &*self.status.borrow())
             .finish()
+    }
+}
+
+/// A container's resource usage at one moment, as [`Container::usage`] and
+/// [`UsageMeter::read`] give it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Guest CPU time since the container started, summed over its instances (an HTTP
+    /// service's requests): cumulative, so a rate is the difference of two readings over
+    /// the time between them. Counted at the end of each time slice (10 ms by default), so
+    /// the slice in progress is not in it yet.
+    pub cpu: Duration,
+    /// Bytes of linear memory and tables its live instances hold now: what they have grown
+    /// to (wasm memory never shrinks), not the host pages actually touched; compiled code
+    /// and the host's own buffers for the guest are not counted. Zero once a command ends.
+    pub memory_bytes: u64,
+}
+
+/// Reads a container's [`Usage`] without holding the container: two atomic loads, never a
+/// lock and never an interruption of the guest. Cheap to clone; reading after the container
+/// is gone gives its last CPU time and no memory.
+#[derive(Clone, Debug)]
+pub struct UsageMeter {
+    cpu: Arc<Cpu>,
+    memory: Arc<MemoryGauge>,
+}
+
+impl UsageMeter {
+    /// The usage now.
+    pub fn read(&self) -> Usage {
+        Usage {
+            cpu: self.cpu.consumed(),
+            memory_bytes: self.memory.bytes(),
+        }
     }
 }
 
@@ -103,6 +139,7 @@ impl Container {
     ) -> Result<Self, StartError> {
         let config = &runtime.inner.config;
         let cpu = Cpu::new(spec.cpu_millis, config.epoch_tick, config.slice_ticks);
+        let memory = Arc::new(MemoryGauge::default());
         let status = Arc::new(watch::channel(None).0);
         let engine = runtime.inner.engine.clone();
         let name = spec.name.clone();
@@ -114,6 +151,7 @@ impl Container {
             kind,
             status: status.clone(),
             cpu: cpu.clone(),
+            memory: memory.clone(),
             task: None,
             http: None,
         };
@@ -126,7 +164,7 @@ impl Container {
                     &engine,
                     P1Host {
                         wasi,
-                        limiter: MemoryLimiter::new(memory_limit),
+                        limiter: MemoryLimiter::new(memory_limit, memory),
                     },
                     &cpu,
                 );
@@ -147,7 +185,11 @@ impl Container {
                 let wasi = wasi::builder(&spec)?.build();
                 let store = new_store(
                     &engine,
-                    P2Host::new(wasi, MemoryLimiter::new(memory_limit), spec.network.clone()),
+                    P2Host::new(
+                        wasi,
+                        MemoryLimiter::new(memory_limit, memory),
+                        spec.network.clone(),
+                    ),
                     &cpu,
                 );
                 let pre = pre.clone();
@@ -166,7 +208,7 @@ impl Container {
             Pre::Http(pre) => {
                 // Check the volumes once up front; each request opens its own context.
                 drop(wasi::builder(&spec)?);
-                container.http = Some(HttpService::new(engine, pre.clone(), spec, cpu));
+                container.http = Some(HttpService::new(engine, pre.clone(), spec, cpu, memory));
             }
         }
         Ok(container)
@@ -191,6 +233,21 @@ impl Container {
     /// was given, within one slice (10 ms by default) per yield.
     pub fn cpu_time(&self) -> Duration {
         self.cpu.consumed()
+    }
+
+    /// What the container uses now: its CPU time so far and the memory it holds. Cheap
+    /// (atomic loads); the guest is neither locked nor interrupted.
+    pub fn usage(&self) -> Usage {
+        self.usage_meter().read()
+    }
+
+    /// A handle that reads this container's usage, for a sampler that should not keep the
+    /// container alive.
+    pub fn usage_meter(&self) -> UsageMeter {
+        UsageMeter {
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+        }
     }
 
     /// Waits until the container has ended. An HTTP service ends only when stopped.
@@ -332,4 +389,47 @@ fn trap_message(error: &wasmtime::Error) -> String {
         message.push_str(&backtrace.to_string());
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemorySink, RuntimeConfig};
+
+    fn runtime() -> Runtime {
+        Runtime::new(RuntimeConfig::default()).expect("runtime")
+    }
+
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 60 s: likely deadlocked"))
+    }
+
+    /// A guest's memory shows while it runs and is given back when it ends; its CPU time
+    /// only grows.
+    #[tokio::test]
+    async fn usage_follows_a_guests_memory_and_cpu() {
+        let runtime = runtime();
+        let workload = runtime.load_file(skiff_samples::MEMHOG).unwrap();
+        let sink = MemorySink::new();
+        let mut spec = ContainerSpec::new("memhog", sink.clone());
+        spec.env = vec![("STEP_MS".into(), "2".into())];
+        let container = runtime.start(&workload, spec).unwrap();
+        let meter = container.usage_meter();
+        within(
+            "holding 16 MiB",
+            sink.wait_for(|line| line.line == "holding 16 MiB"),
+        )
+        .await;
+        let running = container.usage();
+        assert!(
+            running.memory_bytes >= 16 << 20,
+            "memhog holds 16 MiB, the gauge says {running:?}"
+        );
+        within("stop", container.stop(Duration::ZERO)).await;
+        let ended = meter.read();
+        assert_eq!(ended.memory_bytes, 0, "an ended guest holds nothing");
+        assert!(ended.cpu >= running.cpu && ended.cpu > Duration::ZERO);
+    }
 }

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::container::{Container, StartError, classify, new_store};
-use crate::limits::{Cpu, MemoryLimiter};
+use crate::limits::{Cpu, MemoryGauge, MemoryLimiter};
 use crate::spec::{ContainerSpec, ExitStatus};
 use crate::wasi::{self, P2Host};
 
@@ -61,6 +61,8 @@ pub(crate) struct HttpService {
     pre: ProxyPre<P2Host>,
     spec: ContainerSpec,
     cpu: Arc<Cpu>,
+    /// Shared by every request's instance: the service's memory is theirs together.
+    memory: Arc<MemoryGauge>,
     closed: AtomicBool,
     /// Requests whose instance is still alive (the body may outlive the response head).
     in_flight: watch::Sender<usize>,
@@ -90,12 +92,14 @@ impl HttpService {
         pre: ProxyPre<P2Host>,
         spec: ContainerSpec,
         cpu: Arc<Cpu>,
+        memory: Arc<MemoryGauge>,
     ) -> Self {
         Self {
             engine,
             pre,
             spec,
             cpu,
+            memory,
             closed: AtomicBool::new(false),
             in_flight: watch::channel(0).0,
             requests: Mutex::new(JoinSet::new()),
@@ -138,7 +142,7 @@ impl HttpService {
             &self.engine,
             P2Host::new(
                 wasi,
-                MemoryLimiter::new(self.spec.memory_limit_bytes),
+                MemoryLimiter::new(self.spec.memory_limit_bytes, self.memory.clone()),
                 self.spec.network.clone(),
             ),
             &self.cpu,

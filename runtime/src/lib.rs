@@ -10,7 +10,7 @@
 //! - [`Runtime::start`] runs a workload as a [`Container`] under a [`ContainerSpec`]: args,
 //!   env, volumes, memory and CPU limits, a [`LogSink`] for its output and optionally a
 //!   [`PodNetwork`] for its sockets. [`Container::wait`] and [`Container::stop`] give its
-//!   [`ExitStatus`].
+//!   [`ExitStatus`]; [`Container::usage`] its CPU time and memory, for `kubectl top`.
 //! - [`VirtualNetwork`] is a node's pod network: each pod attached to it is a [`PodNetwork`]
 //!   with its own IP, loopback and port spaces, and guests' `wasi:sockets` TCP and UDP run
 //!   over it through in-memory streams and queues, never a kernel socket. What lies beyond
@@ -32,7 +32,7 @@ mod spec;
 mod wasi;
 mod workload;
 
-pub use container::{Container, StartError};
+pub use container::{Container, StartError, Usage, UsageMeter};
 pub use engine::{CacheStats, EngineError, Runtime, RuntimeConfig};
 pub use http::{HttpError, ResponseBody, serve_http};
 pub use logs::{LogLine, LogSink, LogStream, MemorySink, StdioSink};

@@ -11,6 +11,7 @@ mod jobs;
 mod kubectl;
 mod kubectl_auth;
 mod kubectl_port_forward;
+mod kubectl_top;
 mod kubectl_workloads;
 #[cfg(feature = "etcd")]
 mod migrate;

@@ -20,6 +20,7 @@ use skiff_api::StatusDetails;
 use super::ApiServer;
 use super::auth::{PUBLIC_PATHS, User};
 use super::error::{ApiError, ApiResult};
+use super::metrics_api;
 use super::node_graph;
 use super::rbac::{Action, NODE_USER_PREFIX, NODES_GROUP};
 use super::registry::Registry;
@@ -128,6 +129,24 @@ pub fn action_of(registry: &Registry, method: &Method, uri: &Uri) -> ApiResult<A
                 name: None,
             },
             None => non_resource(method, path),
+        });
+    }
+    // Nor is the metrics API (made on each request): its `nodes` and `pods` are resources
+    // of `metrics.k8s.io`, as metrics-server's are.
+    if let Some(metrics) = metrics_api::parse(core, rest) {
+        let metrics = metrics?;
+        let watch = Params::parse(uri.query()).is_ok_and(|p| p.is_watch());
+        let verb = resource_verb(method, metrics.name().is_some(), watch);
+        return Ok(match (metrics.resource(), verb) {
+            (Some(resource), Some(verb)) => Action::Resource {
+                verb: verb.to_string(),
+                group: metrics_api::GROUP.to_string(),
+                resource: resource.to_string(),
+                subresource: None,
+                namespace: metrics.namespace().map(str::to_string),
+                name: metrics.name().map(str::to_string),
+            },
+            _ => non_resource(method, path),
         });
     }
     let resource = match Target::parse(registry, core, rest)? {

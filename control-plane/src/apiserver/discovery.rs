@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
+use super::metrics_api;
 use super::registry::{Registry, ResourceType};
 use super::reviews::{self, Review};
 
@@ -25,12 +26,14 @@ fn group_entry(group: &str, version: &str) -> Value {
     })
 }
 
-/// Every named group and its version: the registry's kinds', then the access reviews'.
+/// Every named group and its version: the registry's kinds', then the access reviews',
+/// then the metrics API's.
 fn named_group_versions(registry: &Registry) -> Vec<(&'static str, &'static str)> {
     registry
         .group_versions()
         .into_iter()
         .chain(reviews::GROUP_VERSIONS)
+        .chain(metrics_api::GROUP_VERSIONS)
         .filter(|(group, _)| !group.is_empty())
         .collect()
 }
@@ -139,6 +142,18 @@ pub fn resources(registry: &Registry, group: &str, version: &str) -> Value {
             "kind": review.kind(),
             "verbs": ["create"],
         }));
+    }
+    // The metrics: read, never written, and not watched (metrics-server's verbs).
+    if (group, version) == (metrics_api::GROUP, metrics_api::VERSION) {
+        for (plural, kind, namespaced) in metrics_api::RESOURCES {
+            resources.push(json!({
+                "name": plural,
+                "singularName": "",
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["get", "list"],
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()

@@ -151,18 +151,24 @@ pub(crate) async fn node_api_address(
         .find("", "v1", "nodes")
         .expect("nodes are built in");
     let (_, node) = server.get_object(nodes, None, node_name).await?;
-    let address = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str());
-    let port = node
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-        .and_then(Value::as_u64);
-    let (Some(address), Some(port)) = (address, port) else {
+    let Some(address) = node_api_endpoint(&node) else {
         return Err(ApiError::bad_request(format!(
             "node {node_name} publishes no address for its API"
         )));
     };
-    Ok((format!("{address}:{port}"), node_name.to_string()))
+    Ok((address, node_name.to_string()))
+}
+
+/// `ADDRESS:PORT` of the API of the Node `node`: its InternalIP and the port in its
+/// `status.daemonEndpoints`; `None` if it publishes either not.
+pub(crate) fn node_api_endpoint(node: &Value) -> Option<String> {
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)?;
+    Some(format!("{address}:{port}"))
 }

@@ -20,6 +20,7 @@ mod fields;
 mod handlers;
 mod logs;
 mod metrics;
+mod metrics_api;
 pub mod modules;
 pub mod node_graph;
 mod object;
@@ -310,6 +311,9 @@ async fn serve(server: Arc<ApiServer>, core: bool, request: Request) -> ApiResul
         .unwrap_or("");
     if let Some(review) = reviews::parse(core, rest) {
         return reviews::serve(&server, review?, &parts, body).await;
+    }
+    if let Some(metrics) = metrics_api::parse(core, rest) {
+        return metrics_api::serve(&server, metrics?, &parts).await;
     }
     let params = Params::parse(parts.uri.query())?;
     let target = Target::parse(&server.registry, core, rest)?;

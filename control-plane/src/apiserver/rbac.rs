@@ -470,7 +470,8 @@ const WRITE: [&str; 5] = ["create", "update", "patch", "delete", "deletecollecti
 /// - `cluster-admin`: everything, bound to `system:masters` (who are allowed everything
 ///   anyway; the binding documents it).
 /// - `view`: reads of the namespaced workload kinds, not Secrets (reading them would
-///   let a viewer read credentials and act as their owner), not RBAC objects.
+///   let a viewer read credentials and act as their owner), not RBAC objects; and the
+///   metrics of pods and nodes (`kubectl top`), as Kubernetes aggregates into it.
 /// - `edit`: `view` plus writes of those kinds and Secrets, and port-forward; no RBAC.
 /// - `system:discovery`: discovery, `/version`, health and OpenAPI paths, bound to
 ///   every authenticated user as in Kubernetes.
@@ -508,6 +509,8 @@ pub fn bootstrap_policy() -> Vec<serde_json::Value> {
         { "apiGroups": [""], "resources": workloads_core, "verbs": READ },
         { "apiGroups": ["apps"], "resources": workloads_apps, "verbs": READ },
         { "apiGroups": ["batch"], "resources": workloads_batch, "verbs": READ },
+        // `kubectl top`: what Kubernetes' `system:aggregated-metrics-reader` adds to them.
+        { "apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": ["get", "list"] },
     ]);
     let mut edit = view.as_array().cloned().unwrap_or_default();
     edit.extend([

@@ -18,6 +18,7 @@ mod dry_run;
 mod etcd;
 mod field_validation;
 mod limits;
+mod metrics_api;
 mod openapi;
 mod reviews;
 mod scheduler;
