@@ -60,8 +60,7 @@ fn list(kubectl: &Kubectl, token: Option<&str>, namespace: &str) -> Vec<Vec<Stri
 fn auth_can_i_and_whoami() {
     let dir = tempfile::tempdir().unwrap();
     let (server, kubectl) = cluster(dir.path());
-    // From a manifest: `create namespace` sends protobuf, which skiff reads only for
-    // the reviews.
+    // From a manifest (`kubectl create namespace` is tested in kubectl_create.rs).
     kubectl.ok_with_input(
         &["create", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata: { name: team }\n",

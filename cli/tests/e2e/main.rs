@@ -10,6 +10,7 @@ mod ha;
 mod jobs;
 mod kubectl;
 mod kubectl_auth;
+mod kubectl_create;
 mod kubectl_port_forward;
 mod kubectl_top;
 mod kubectl_workloads;

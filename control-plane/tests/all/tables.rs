@@ -287,7 +287,8 @@ async fn kubectl_get_watch_gets_one_row_tables_with_headers_first() {
 #[tokio::test]
 async fn a_protobuf_body_is_415_saying_what_to_do_instead() {
     let t = TestServer::new().await;
-    // client-go's typed clients put this envelope around the object; skiff does not read it.
+    // client-go's typed clients put this envelope around the object; one skiff cannot
+    // read (here: cut short) is refused, saying how to send it instead.
     let mut body = b"k8s\x00".to_vec();
     body.extend_from_slice(&[0x0a, 0x0f, 0x0a, 0x07]);
     let (status, error) = t
