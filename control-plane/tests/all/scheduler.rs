@@ -298,7 +298,11 @@ async fn schedulers_elect_a_leader_and_another_takes_over_when_it_stops() {
     let second = start(&server, elected("second"));
     server.test.create(PODS, pod("p1", "100m")).await;
     eventually("p1 bound", wait, || node_of(&server, "p1")).await;
-    assert_eq!(holder().await.as_deref(), Some("first"), "the leader kept its lease");
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("first"),
+        "the leader kept its lease"
+    );
 
     first.abort();
     eventually("the second scheduler leading", wait, || async {
@@ -306,6 +310,9 @@ async fn schedulers_elect_a_leader_and_another_takes_over_when_it_stops() {
     })
     .await;
     server.test.create(PODS, pod("p2", "100m")).await;
-    eventually("p2 bound by the new leader", wait, || node_of(&server, "p2")).await;
+    eventually("p2 bound by the new leader", wait, || {
+        node_of(&server, "p2")
+    })
+    .await;
     second.abort();
 }
