@@ -149,6 +149,22 @@ impl ApiError {
 
     /// Validation failed: 422 with one cause per field, worded as Kubernetes does.
     pub fn invalid(rt: &ResourceType, name: &str, errors: &[FieldError]) -> Self {
+        let details = StatusDetails {
+            name: Some(name.to_string()),
+            group: Some(rt.group.to_string()).filter(|g| !g.is_empty()),
+            kind: Some(rt.kind.to_string()),
+            ..StatusDetails::default()
+        };
+        Self::invalid_object(&format!("{} {name:?}", rt.kind), details, errors)
+    }
+
+    /// 422 for the object `what` names (`Deployment "web"`), with `details` and one
+    /// cause per field: `what is invalid: field: Invalid value: ...`.
+    pub(crate) fn invalid_object(
+        what: &str,
+        details: StatusDetails,
+        errors: &[FieldError],
+    ) -> Self {
         let summary = match errors {
             [one] => one.to_string(),
             many => format!(
@@ -162,13 +178,10 @@ impl ApiError {
         ApiError {
             code: StatusCode::UNPROCESSABLE_ENTITY,
             reason: "Invalid",
-            message: format!("{} {name:?} is invalid: {summary}", rt.kind),
+            message: format!("{what} is invalid: {summary}"),
             details: Some(Box::new(StatusDetails {
-                name: Some(name.to_string()),
-                group: Some(rt.group.to_string()).filter(|g| !g.is_empty()),
-                kind: Some(rt.kind.to_string()),
                 causes: causes(errors),
-                ..StatusDetails::default()
+                ..details
             })),
         }
     }

@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use skiff_api::{FieldError, StatusCause, StatusDetails};
+use skiff_api::{FieldError, StatusDetails};
 
 use super::ApiServer;
 use super::auth::User;
@@ -354,45 +354,16 @@ fn question(review: Review, spec: &AccessSpec, caller: &User) -> ApiResult<(Acti
 /// 422 for a review, worded as Kubernetes words it: `SelfSubjectAccessReview.authorization.k8s.io
 /// "" is invalid: spec.resourceAttributes: Invalid value: ...`.
 fn invalid(review: Review, errors: &[FieldError]) -> ApiError {
-    let summary = match errors {
-        [one] => one.to_string(),
-        many => format!(
-            "[{}]",
-            many.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+    let details = StatusDetails {
+        group: Some(review.group().to_string()),
+        kind: Some(review.kind().to_string()),
+        ..StatusDetails::default()
     };
-    let causes = errors
-        .iter()
-        .map(|error| StatusCause {
-            reason: Some(error.kind.reason().to_string()),
-            message: Some(
-                error
-                    .to_string()
-                    .split_once(": ")
-                    .map(|(_, rest)| rest.to_string())
-                    .unwrap_or_default(),
-            ),
-            field: Some(error.field.clone()),
-        })
-        .collect();
-    ApiError {
-        code: StatusCode::UNPROCESSABLE_ENTITY,
-        reason: "Invalid",
-        message: format!(
-            "{}.{} \"\" is invalid: {summary}",
-            review.kind(),
-            review.group()
-        ),
-        details: Some(Box::new(StatusDetails {
-            group: Some(review.group().to_string()),
-            kind: Some(review.kind().to_string()),
-            causes,
-            ..StatusDetails::default()
-        })),
-    }
+    ApiError::invalid_object(
+        &format!("{}.{} \"\"", review.kind(), review.group()),
+        details,
+        errors,
+    )
 }
 
 /// A SelfSubjectRulesReview's `status`: the rules RBAC grants the caller in the namespace.
