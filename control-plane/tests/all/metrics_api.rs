@@ -6,15 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
-use skiff_control_plane::apiserver::auth::{Authenticator, User};
+use skiff_control_plane::apiserver::ApiServerConfig;
 use skiff_control_plane::apiserver::credentials::NodeKey;
-use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
-use skiff_control_plane::store::sled::SledStore;
-use tower::ServiceExt;
+
+use crate::support::TestServer;
 
 const ADMIN: &str = "admin-token";
 /// Bound to ClusterRole `view` in namespace `default` only.
@@ -23,36 +20,22 @@ const VIEWER: &str = "viewer-token";
 const NOBODY: &str = "nobody-token";
 
 struct Cluster {
-    router: Router,
-    _dir: tempfile::TempDir,
+    test: TestServer,
 }
 
 impl Cluster {
     async fn new(key: NodeKey) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        let mut auth = Authenticator::default();
-        for (token, name, groups) in [
-            (ADMIN, "admin", vec!["system:masters".to_string()]),
-            (VIEWER, "viewer", vec![]),
-            (NOBODY, "nobody", vec![]),
-        ] {
-            auth.add_token(
-                token,
-                User {
-                    name: name.into(),
-                    groups,
-                },
-            );
-        }
         let config = ApiServerConfig {
             node_key: Some(key),
             ..ApiServerConfig::default()
         };
-        let server = ApiServer::new(Arc::new(store), auth, config).await.unwrap();
+        let users: &[(&str, &str, &[&str])] = &[
+            (ADMIN, "admin", &["system:masters"]),
+            (VIEWER, "viewer", &[]),
+            (NOBODY, "nobody", &[]),
+        ];
         Cluster {
-            router: server.router(),
-            _dir: dir,
+            test: TestServer::with_users(config, users).await,
         }
     }
 
@@ -63,26 +46,10 @@ impl Cluster {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
-            .unwrap();
-        let response = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.router.clone().oneshot(request),
-        )
-        .await
-        .expect("no answer in 30 s: likely deadlocked")
-        .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.test
+            .send_as(token, method, path, "application/json", body)
+            .await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -6,18 +6,12 @@
 //! viewer --namespace team` makes one (a `skiff.dev/token` Secret and a RoleBinding to
 //! `view` in `team`), and the node `node-1`, one of whose pods uses Secret `mine`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use skiff_control_plane::apiserver::auth::{Authenticator, User, token_hash_hex};
-use skiff_control_plane::apiserver::{ApiServer, ApiServerConfig};
-use skiff_control_plane::store::sled::SledStore;
-use tower::ServiceExt;
+use skiff_control_plane::apiserver::ApiServerConfig;
+use skiff_control_plane::apiserver::auth::token_hash_hex;
+
+use crate::support::TestServer;
 
 const ADMIN: &str = "admin-token";
 const NODE_1: &str = "node-1-token";
@@ -50,32 +44,22 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 struct Cluster {
-    router: Router,
-    _server: Arc<ApiServer>,
-    _dir: tempfile::TempDir,
+    test: TestServer,
 }
 
 impl Cluster {
     /// Namespace `team` with Secrets `mine` (used by a pod bound to node-1) and `theirs`
     /// (used by none), and the viewer's token.
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SledStore::open(dir.path()).expect("open store");
-        let mut auth = Authenticator::default();
-        let user = |name: &str, group: &str| User {
-            name: name.into(),
-            groups: vec![group.into()],
-        };
-        auth.add_token(ADMIN, user("admin", "system:masters"));
-        auth.add_token(NODE_1, user("system:node:node-1", "system:nodes"));
-        let server = ApiServer::new(Arc::new(store), auth, ApiServerConfig::default())
-            .await
-            .expect("server");
-        let cluster = Cluster {
-            router: server.router(),
-            _server: server,
-            _dir: dir,
-        };
+        let test = TestServer::with_users(
+            ApiServerConfig::default(),
+            &[
+                (ADMIN, "admin", &["system:masters"]),
+                (NODE_1, "system:node:node-1", &["system:nodes"]),
+            ],
+        )
+        .await;
+        let cluster = Cluster { test };
         cluster
             .create("/api/v1/namespaces", json!({ "metadata": { "name": NS } }))
             .await;
@@ -139,30 +123,9 @@ impl Cluster {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", content_type)
-            .header(
-                "accept",
-                "application/vnd.kubernetes.protobuf,application/json",
-            )
-            .body(Body::from(body))
-            .unwrap();
-        let response = tokio::time::timeout(
-            Duration::from_secs(30),
-            self.router.clone().oneshot(request),
-        )
-        .await
-        .expect("no answer in 30 s: likely deadlocked")
-        .expect("infallible");
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        self.test
+            .send_as(token, method, path, content_type, body)
+            .await
     }
 
     /// A review sent as kubectl sends it: 201 and the answer.

@@ -27,6 +27,14 @@ impl TestServer {
     }
 
     pub async fn with_config(config: ApiServerConfig) -> TestServer {
+        Self::with_users(config, &[]).await
+    }
+
+    /// A server that knows [`TOKEN`] (the admin) and each `(token, user, groups)` too.
+    pub async fn with_users(
+        config: ApiServerConfig,
+        users: &[(&str, &str, &[&str])],
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SledStore::open(dir.path()).expect("open store");
         let mut auth = Authenticator::default();
@@ -37,6 +45,15 @@ impl TestServer {
                 groups: vec!["system:masters".into()],
             },
         );
+        for (token, name, groups) in users {
+            auth.add_token(
+                token,
+                User {
+                    name: name.to_string(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                },
+            );
+        }
         let server = ApiServer::new(Arc::new(store), auth, config)
             .await
             .expect("server");
@@ -56,11 +73,27 @@ impl TestServer {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
+        self.send_as(TOKEN, method, path, content_type, body).await
+    }
+
+    /// [`TestServer::send`] with another user's `token` (JSON or protobuf answers accepted).
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("authorization", format!("Bearer {token}"))
             .header("content-type", content_type)
+            .header(
+                "accept",
+                "application/vnd.kubernetes.protobuf,application/json",
+            )
             .body(Body::from(body))
             .expect("request");
         let response = tokio::time::timeout(
