@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::api::Patch;
 use crate::config::Config;
-use crate::error::{Error, Result, status_from_body};
+use crate::error::{Error, Result, error_chain, status_from_body};
 
 pub use reqwest::Method;
 
@@ -393,18 +393,6 @@ impl Client {
 fn may_send_again(method: &Method, error: &reqwest::Error) -> bool {
     error.is_connect()
         || (matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && error.is_request())
-}
-
-/// `error` and its causes, `: `-separated: reqwest's own message only says which URL.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Splits a byte stream into its non-empty lines (without the newline). A last line

@@ -177,3 +177,16 @@ pub(crate) fn status_from_body(code: u16, body: &[u8]) -> Status {
         _ => status_from_http(code, body),
     }
 }
+
+/// `error` and its causes, `: `-separated, for logs and messages: an error's own message
+/// often says only what failed (reqwest's: which URL), its causes why.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

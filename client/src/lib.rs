@@ -33,7 +33,7 @@ pub use backoff::Backoff;
 pub use client::{Client, Method};
 pub use config::{Config, Kubeconfig};
 pub use controller::Action;
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use reflector::{Changes, Informer, ObjectRef, Store};
 pub use watcher::{WatcherParams, watcher};
 pub use workqueue::WorkQueue;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use skiff_api::core::Container;
+use skiff_client::error_chain;
 use skiff_runtime::Workload;
 
 use crate::NodeContext;
@@ -198,17 +199,6 @@ async fn keep(cache: &std::path::Path, digest: &str, bytes: &[u8]) {
             let _ = tokio::fs::rename(&tmp, &path).await;
         }
     }
-}
-
-/// An error with its causes: reqwest's own message rarely says what went wrong.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
 }
 
 /// The client modules are downloaded with: the public web PKI roots and, when given, the

@@ -285,17 +285,7 @@ pub(crate) async fn drive<Q, R, Fut>(
     queue.shutdown();
 }
 
-/// An error and its causes, `: `-separated, for logs.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use skiff_client::error_chain;
 
 /// Now, as Kubernetes writes times: RFC 3339 in seconds, UTC.
 pub(crate) fn now_rfc3339() -> String {
