@@ -17,7 +17,7 @@
 //! for going back.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -190,22 +190,10 @@ impl Source {
     }
 }
 
-#[cfg(feature = "etcd")]
-async fn connect(args: &MigrateArgs) -> Result<Box<dyn Store>> {
-    use skiff_control_plane::store::etcd::EtcdStore;
-    let tls = args.etcd_tls.load()?;
-    let store = EtcdStore::connect_with(&args.to_etcd, &args.etcd_prefix, tls.as_ref())
+async fn connect(args: &MigrateArgs) -> Result<Arc<dyn Store>> {
+    args.etcd_tls
+        .connect("--to-etcd", &args.to_etcd, &args.etcd_prefix)
         .await
-        .context("--to-etcd: connecting to etcd")?;
-    Ok(Box::new(store))
-}
-
-#[cfg(not(feature = "etcd"))]
-async fn connect(_: &MigrateArgs) -> Result<Box<dyn Store>> {
-    bail!(
-        "--to-etcd: this skiff was built without the etcd store; build it with \
-         `cargo build --release -p skiff --features etcd` (which needs protoc)"
-    )
 }
 
 /// Copies the modules pushed to the sled server (files in its data dir) into the store,

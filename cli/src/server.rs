@@ -397,26 +397,12 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
             .with_context(|| format!("opening the store in {}", dir.display()))?;
         return Ok(Arc::new(store));
     }
-    open_etcd(args).await
-}
-
-#[cfg(feature = "etcd")]
-async fn open_etcd(args: &ServerArgs) -> Result<Arc<dyn Store>> {
-    use skiff_control_plane::store::etcd::EtcdStore;
-    let tls = args.etcd_tls.load()?;
-    let store = EtcdStore::connect_with(&args.etcd, &args.etcd_prefix, tls.as_ref())
-        .await
-        .context("--etcd: connecting to the store")?;
-    tracing::info!(endpoints = %args.etcd.join(","), prefix = %store.prefix(), "store: etcd");
-    Ok(Arc::new(store))
-}
-
-#[cfg(not(feature = "etcd"))]
-async fn open_etcd(_: &ServerArgs) -> Result<Arc<dyn Store>> {
-    anyhow::bail!(
-        "--etcd: this skiff was built without the etcd store; build it with \
-         `cargo build --release -p skiff --features etcd` (which needs protoc)"
-    )
+    let store = args
+        .etcd_tls
+        .connect("--etcd", &args.etcd, &args.etcd_prefix)
+        .await?;
+    tracing::info!(endpoints = %args.etcd.join(","), prefix = %args.etcd_prefix, "store: etcd");
+    Ok(store)
 }
 
 /// How `skiff server` and `skiff migrate` reach an etcd served over TLS: kube-apiserver's
@@ -436,10 +422,36 @@ pub struct EtcdTlsArgs {
 }
 
 impl EtcdTlsArgs {
+    /// The etcd store at `endpoints` under `prefix`, over TLS if these flags ask; errors
+    /// name `flag` (the option that gave the endpoints).
+    #[cfg(feature = "etcd")]
+    pub async fn connect(
+        &self,
+        flag: &str,
+        endpoints: &[String],
+        prefix: &str,
+    ) -> Result<Arc<dyn Store>> {
+        use skiff_control_plane::store::etcd::EtcdStore;
+        let tls = self.load()?;
+        let store = EtcdStore::connect_with(endpoints, prefix, tls.as_ref())
+            .await
+            .with_context(|| format!("{flag}: connecting to etcd"))?;
+        Ok(Arc::new(store))
+    }
+
+    /// Without the etcd store built in: what to build instead.
+    #[cfg(not(feature = "etcd"))]
+    pub async fn connect(&self, flag: &str, _: &[String], _: &str) -> Result<Arc<dyn Store>> {
+        anyhow::bail!(
+            "{flag}: this skiff was built without the etcd store; build it with \
+             `cargo build --release -p skiff --features etcd` (which needs protoc)"
+        )
+    }
+
     /// The TLS settings the flags give, if any; fails naming the flag whose file is
     /// missing, or a client certificate given without the CA.
     #[cfg(feature = "etcd")]
-    pub fn load(&self) -> Result<Option<skiff_control_plane::store::etcd::EtcdTls>> {
+    fn load(&self) -> Result<Option<skiff_control_plane::store::etcd::EtcdTls>> {
         let read = |flag: &str, path: &Path| {
             std::fs::read(path).with_context(|| format!("--{flag}: reading {}", path.display()))
         };
